@@ -1,0 +1,40 @@
+"""The search algorithms, each a LightningModule built from its config node by name."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+from torch import nn
+
+from oneshot.algorithms.darts import ArchOptimizerConfig, DartsSearch, WeightOptimizerConfig
+from oneshot.errors import ConfigError
+
+
+def _build_darts(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
+    return DartsSearch(
+        supernet, num_classes=num_classes, unrolled=bool(cfg.get("unrolled", False)),
+        weight_optimizer=WeightOptimizerConfig(**cfg.get("weight_optimizer", {})),
+        arch_optimizer=ArchOptimizerConfig(**cfg.get("arch_optimizer", {})),
+        alpha_init_std=float(cfg.get("alpha_init_std", 1e-3)))
+
+
+ALGORITHMS: dict[str, Callable[[nn.Module, int, dict[str, Any]], pl.LightningModule]] = {
+    "darts": _build_darts,
+}
+
+
+def list_algorithms() -> list[str]:
+    """Names of the registered search algorithms."""
+    return sorted(ALGORITHMS)
+
+
+def create_algorithm(name: str, supernet: nn.Module, *, num_classes: int,
+                     cfg: dict[str, Any]) -> pl.LightningModule:
+    """Build algorithm ``name`` around ``supernet`` from its config node (without ``name``)."""
+    if name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm '{name}'; choose one of: {', '.join(list_algorithms())}")
+    try:
+        return ALGORITHMS[name](supernet, num_classes, cfg)
+    except TypeError as err:
+        raise ConfigError(f"bad option for algorithm '{name}': {err}") from None

@@ -1,0 +1,110 @@
+"""Callbacks that show the search: alphas in TensorBoard and a genotype file per epoch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from supernets.genotype_file import save_genotype_file
+
+
+def alpha_heatmap(rows: Mapping[str, torch.Tensor], candidates: list[str], title: str) -> np.ndarray:
+    """Render choice points x candidates softmax weights as an RGB image (H, W, 3, uint8)."""
+    matrix = torch.stack([rows[label] for label in rows]).float().cpu().numpy()
+    fig = Figure(figsize=(1.0 + 0.9 * len(candidates), 1.2 + 0.35 * len(rows)), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, aspect="auto")
+    ax.set_xticks(range(len(candidates)), candidates, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [label.split("/", 1)[-1] for label in rows], fontsize=8)
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="white")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _tensorboard(trainer: pl.Trainer) -> Any:
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+class AlphaLogger(pl.Callback):
+    """Each epoch: every alpha's softmax as a scalar, a heatmap per cell type, the genotype text.
+
+    Scalar tags are ``alpha/<label>/<candidate>`` (e.g. ``alpha/normal/edge_3/sep_conv_3x3``),
+    images ``alpha_heatmap/<group>``, text ``genotype``; the TensorBoard step is the epoch.
+    """
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard(trainer)
+        if writer is None or not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch
+        weights = pl_module.arch_weights()
+        candidates = pl_module.arch.candidates
+        for label, row in weights.items():
+            for name, value in zip(candidates[label], row.tolist()):
+                writer.add_scalar(f"alpha/{label}/{name}", value, epoch)
+        for group, labels in pl_module.arch.groups().items():
+            names = candidates[labels[0]]
+            if all(candidates[label] == names for label in labels):
+                image = alpha_heatmap({label: weights[label] for label in labels}, names,
+                                      f"{group} (epoch {epoch})")
+                writer.add_image(f"alpha_heatmap/{group}", image, epoch, dataformats="HWC")
+        writer.add_text("genotype", f"`{pl_module.genotype()}`", epoch)
+
+
+class GenotypeWriter(pl.Callback):
+    """Writes ``genotypes/epoch_NNN.json`` each epoch and ``genotype.json`` when the search ends.
+
+    The checkpoint also carries the space name, the candidates and the genotype, so that
+    ``oneshot.export`` can read a checkpoint without the config.
+    """
+
+    def __init__(self, run_dir: Path, *, space: str, meta: Mapping[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        self.space = space
+        self.meta = dict(meta)
+
+    def _meta(self, trainer: pl.Trainer) -> dict[str, Any]:
+        value = trainer.callback_metrics.get("val/acc")
+        val_acc = float(value) if value is not None else None
+        if val_acc is not None and math.isnan(val_acc):
+            val_acc = None
+        return {**self.meta, "epoch": trainer.current_epoch, "val_acc": val_acc}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        path = self.run_dir / "genotypes" / f"epoch_{trainer.current_epoch:03d}.json"
+        save_genotype_file(path, space=self.space, genotype=pl_module.genotype().to_dict(),
+                           meta=self._meta(trainer))
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        meta = {**self._meta(trainer), "epoch": max(0, trainer.current_epoch - 1)}
+        save_genotype_file(self.run_dir / "genotype.json", space=self.space,
+                           genotype=pl_module.genotype().to_dict(), meta=meta)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint["oneshot"] = {
+            "space": self.space,
+            "candidates": pl_module.arch.candidates,
+            "genotype": pl_module.genotype().to_dict(),
+            "meta": self._meta(trainer),
+        }

@@ -1,0 +1,117 @@
+"""Command-line plumbing shared by the Hydra entry points: override checks and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf import DictConfig
+
+from oneshot.errors import USER_ERRORS, ConfigError
+
+CONFIG_MODULE = "oneshot.conf"
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Each config group (``task``, ``space``, ...) with the option names it offers."""
+    root = resources.files(CONFIG_MODULE)
+    return {group.name: sorted(f.name[:-5] for f in group.iterdir() if f.name.endswith(".yaml"))
+            for group in root.iterdir() if group.is_dir() and not group.name.startswith("_")}
+
+
+def _first_values(args: Sequence[str]) -> list[str]:
+    """Overrides with every sweep (``seed=0,1,2``) replaced by its first value; Hydra's own dropped."""
+    plain = []
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    except HydraException as err:
+        raise ConfigError(str(err).splitlines()[0] + "; write overrides as key=value") from None
+    for override in parsed:
+        if override.key_or_group.startswith("hydra"):
+            continue
+        if override.is_sweep_override():
+            plain.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
+        else:
+            plain.append(override.input_line)
+    return plain
+
+
+def _keys_near(cfg: DictConfig, dotted_key: str) -> tuple[str, list[str]]:
+    """The deepest existing node on ``dotted_key`` and the keys it has."""
+    node: Any = cfg
+    parts = dotted_key.lstrip("+~").split(".")
+    prefix: list[str] = []
+    for part in parts[:-1]:
+        if not isinstance(node, DictConfig) or part not in node:
+            break
+        node = node[part]
+        prefix.append(part)
+    keys = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+    return ".".join(prefix) or "the top level", keys
+
+
+def validate_overrides(config_name: str, args: Sequence[str]) -> DictConfig:
+    """Compose ``config_name`` with the command-line ``args``; a bad override raises ConfigError."""
+    overrides = _first_values(args)
+    groups = config_groups()
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key in groups and value not in groups[key] and value != "null":
+            raise ConfigError(f"unknown {key} '{value}'; choose one of: {', '.join(groups[key])}")
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        try:
+            return compose(config_name, overrides=overrides)
+        except MissingConfigException as err:
+            raise ConfigError(f"unknown config '{err.missing_cfg_file}'; choose one of: "
+                              f"{', '.join(err.options or [])}") from None
+        except ConfigCompositionException as err:
+            bad = next((o for o in overrides if f"'{o.split('=')[0]}'" in str(err)), None)
+            if bad is None:
+                raise ConfigError(str(err).splitlines()[0]) from None
+            key = bad.split("=")[0]
+            where, keys = _keys_near(compose(config_name), key)
+            raise ConfigError(f"unknown config key '{key}'; keys under {where}: {', '.join(keys)} "
+                              f"(use +{key}=... to add a new one)") from None
+
+
+def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Run a Hydra task so a user error prints one line, exits 2, and leaves no partial run dir."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except USER_ERRORS as err:
+            print(f"error: {err}", file=sys.stderr)
+            _remove_unfinished_run_dir()
+            sys.exit(2)
+
+    return wrapper
+
+
+def _remove_unfinished_run_dir() -> None:
+    """Delete the Hydra run dir of a run that failed before writing any checkpoint."""
+    if not HydraConfig.initialized():
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def run_cli(hydra_entry: Callable[[], Any], config_name: str, argv: Sequence[str]) -> None:
+    """Check the overrides in ``argv`` first (one-line error, exit 2), then start Hydra."""
+    try:
+        validate_overrides(config_name, argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    hydra_entry()

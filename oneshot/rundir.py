@@ -1,0 +1,38 @@
+"""Where a run writes, and the resolved config it leaves there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from oneshot.errors import ConfigError
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """``cfg.run_dir`` if set, else Hydra's output dir, else the working directory; created."""
+    if cfg.get("run_dir"):
+        run_dir = Path(cfg.run_dir)
+    elif HydraConfig.initialized():
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    else:
+        run_dir = Path.cwd()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write to the run dir {run_dir}: {err.strerror}; "
+                          "choose another with run_dir=DIR or hydra.run.dir=DIR") from None
+    return run_dir
+
+
+def write_resolved_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """Write ``config.yaml`` with every interpolation resolved, so the run can be repeated."""
+    path = run_dir / "config.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    tmp.replace(path)
+    return path

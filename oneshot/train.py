@@ -1,0 +1,97 @@
+"""Run a search: ``python -m oneshot.train task=cifar10 space=darts algorithm=darts``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from oneshot.algorithms import create_algorithm
+from oneshot.callbacks import AlphaLogger, GenotypeWriter
+from oneshot.cli import report_user_errors, run_cli
+from oneshot.datamodule import SearchDataModule
+from oneshot.errors import ConfigError
+from oneshot.rundir import resolve_run_dir, write_resolved_config
+from supernets.spaces import create_supernet
+from tasks import load_task
+
+
+def _options(node: DictConfig, *, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:
+    """A config node as plain keyword arguments, without ``drop``."""
+    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject values that would fail deep inside a run, each with a one-line ConfigError."""
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
+    for key in ("batch_size", "eval_batch_size"):
+        value = cfg.data[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+    epochs = cfg.trainer.max_epochs
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
+        raise ConfigError(f"trainer.max_epochs must be a positive integer, got {epochs!r}")
+    subset = cfg.task.get("subset")
+    if subset is not None and (not isinstance(subset, int) or isinstance(subset, bool) or subset < 2):
+        raise ConfigError(f"task.subset must be an integer of at least 2 (or null), got {subset!r}")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Lightning Trainer for ``cfg.trainer``, logging to TensorBoard and checkpointing in ``run_dir``."""
+    options = {k: v for k, v in _options(cfg.trainer, drop=()).items() if v is not None}
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="",
+                               default_hp_metric=False)
+    try:
+        return pl.Trainer(**options, default_root_dir=str(run_dir), logger=logger,
+                          callbacks=[checkpoint, *callbacks], use_distributed_sampler=False,
+                          enable_model_summary=False)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"bad trainer option: {err}") from None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Search an architecture as ``cfg`` says; returns the final genotype, val accuracy and run dir."""
+    check_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dataset = load_task(cfg.task.name, **_options(cfg.task, drop=("name", "subset")))
+    datamodule = SearchDataModule(dataset, batch_size=cfg.data.batch_size, seed=cfg.seed,
+                                  subset=cfg.task.subset, eval_batch_size=cfg.data.eval_batch_size)
+    supernet = create_supernet(cfg.space.name, num_classes=dataset.num_classes,
+                               **_options(cfg.space))
+    module = create_algorithm(cfg.algorithm.name, supernet, num_classes=dataset.num_classes,
+                              cfg=_options(cfg.algorithm))
+    run_dir = resolve_run_dir(cfg)
+    meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed}
+    callbacks = [AlphaLogger(), GenotypeWriter(run_dir, space=cfg.space.name, meta=meta)]
+    trainer = build_trainer(cfg, run_dir, callbacks)
+    if trainer.is_global_zero:
+        write_resolved_config(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule)
+    val_acc = trainer.callback_metrics.get("val/acc")
+    return {"genotype": module.genotype(), "val_acc": None if val_acc is None else float(val_acc),
+            "run_dir": run_dir}
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@report_user_errors
+def _hydra_main(cfg: DictConfig) -> None:
+    result = train(cfg)
+    print(f"genotype: {result['genotype']}")
+    print(f"outputs: {result['run_dir']}")
+
+
+def main() -> None:
+    """Console entry point (``oneshot-train``)."""
+    run_cli(_hydra_main, "train", sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

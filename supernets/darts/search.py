@@ -1,0 +1,104 @@
+"""The DARTS search network: cells of mixed edges, architecture passed to ``forward``."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from supernets.darts.genotype import DartsGenotype, derive_darts_genotype
+from supernets.darts.topology import CELL_TYPES, edge_inputs, edge_label
+from supernets.errors import SpaceError
+from supernets.mixed import ArchRow, MixedOp
+from supernets.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op
+
+
+def _search_op(name: str, c: int, stride: int) -> nn.Module:
+    """A candidate as DARTS searches it: no affine BatchNorm, pools followed by a BatchNorm."""
+    op = create_op(name, c, stride, affine=False)
+    if "pool" in name:
+        op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
+    return op
+
+
+class SearchCell(nn.Module):
+    """A DARTS cell whose every edge is a :class:`MixedOp` over the candidate operations."""
+
+    def __init__(self, *, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, c: int,
+                 reduction: bool, reduction_prev: bool, candidates: Sequence[str]) -> None:
+        super().__init__()
+        self.cell_type = CELL_TYPES[1] if reduction else CELL_TYPES[0]
+        self.steps = steps
+        self.multiplier = multiplier
+        if reduction_prev:
+            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, c, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=False)
+        self.inputs = edge_inputs(steps)
+        self.labels = [edge_label(self.cell_type, k) for k in range(len(self.inputs))]
+        self.edges = nn.ModuleList(
+            MixedOp(candidates, lambda name, j=j: _search_op(name, c, 2 if reduction and j < 2 else 1))
+            for _, j in self.inputs
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor,
+                arch: Mapping[str, ArchRow]) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        node_sums: list[torch.Tensor | None] = [None] * self.steps
+        for edge, label, (node, j) in zip(self.edges, self.labels, self.inputs):
+            if j == len(states):
+                states.append(node_sums[node - 1])
+            contribution = edge(states[j], arch[label])
+            node_sums[node] = contribution if node_sums[node] is None else node_sums[node] + contribution
+        states.append(node_sums[-1])
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class DartsSupernet(nn.Module):
+    """The DARTS search network (Liu et al., 2019) with the paper's reference configuration."""
+
+    def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 8,
+                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
+                 in_channels: int = 3, candidates: Sequence[str] = DARTS_PRIMITIVES) -> None:
+        super().__init__()
+        if layers < 3:
+            raise SpaceError(f"the DARTS network needs at least 3 cells (two are reductions), got {layers}")
+        unknown = [name for name in candidates if name not in DARTS_PRIMITIVES]
+        if unknown:
+            raise SpaceError(f"unknown DARTS candidate(s) {unknown}; choose from: {', '.join(DARTS_PRIMITIVES)}")
+        self.candidates = tuple(candidates)
+        self.steps = steps
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c_curr *= 2
+            self.cells.append(SearchCell(
+                steps=steps, multiplier=multiplier, c_prev_prev=c_prev_prev, c_prev=c_prev, c=c_curr,
+                reduction=reduction, reduction_prev=reduction_prev, candidates=self.candidates))
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, multiplier * c_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def choice_points(self) -> dict[str, list[str]]:
+        """Every choice point label with its candidate names; cells of one type share labels."""
+        return {edge_label(cell_type, k): list(self.candidates)
+                for cell_type in CELL_TYPES for k in range(len(edge_inputs(self.steps)))}
+
+    def derive(self, weights: Mapping[str, torch.Tensor]) -> DartsGenotype:
+        """The DARTS genotype of softmax weights: per node its two strongest non-``none`` edges."""
+        return derive_darts_genotype(weights, self.candidates, steps=self.steps)
+
+    def forward(self, x: torch.Tensor, arch: Mapping[str, ArchRow]) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, arch)
+        return self.classifier(self.global_pooling(s1).flatten(1))

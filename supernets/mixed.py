@@ -1,0 +1,49 @@
+"""The mixed operation: one choice point whose output is a weighted sum of its candidates."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence, Union
+
+import torch
+from torch import nn
+
+
+class SparseRow(NamedTuple):
+    """Weights over a choice point's candidates with the indices that are non-zero.
+
+    Sampling algorithms pass this instead of a dense row so that only the ``active`` candidates
+    are computed; every other candidate's weight is exactly zero and takes no gradient.
+    """
+
+    weights: torch.Tensor
+    active: tuple[int, ...]
+
+
+ArchRow = Union[torch.Tensor, SparseRow]
+
+
+class MixedOp(nn.Module):
+    """Candidates of one edge; ``forward(x, row)`` returns ``sum_i row[i] * op_i(x)``.
+
+    A ``none`` candidate contributes exactly zero for any weight, so it is never computed.
+    """
+
+    def __init__(self, candidates: Sequence[str], build: Callable[[str], nn.Module]) -> None:
+        super().__init__()
+        self.candidates = tuple(candidates)
+        self.ops = nn.ModuleList(build(name) for name in self.candidates)
+        self._nonzero = tuple(i for i, name in enumerate(self.candidates) if name != "none")
+        self._none_index = self.candidates.index("none") if "none" in self.candidates else None
+
+    def forward(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
+        if isinstance(row, SparseRow):
+            weights = row.weights
+            active = tuple(i for i in row.active if i != self._none_index)
+        else:
+            weights, active = row, self._nonzero
+        if not active:
+            return self.ops[self._none_index](x) * weights[self._none_index]
+        out = weights[active[0]] * self.ops[active[0]](x)
+        for i in active[1:]:
+            out = out + weights[i] * self.ops[i](x)
+        return out
