@@ -1,0 +1,112 @@
+"""Lightning data modules for the search (weight/architecture halves) and the retraining phase.
+
+Batches stay uint8 on the host and are augmented on the device in on_after_batch_transfer.
+The loaders use ShuffledBatchSampler, so run the Trainer with use_distributed_sampler=False.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import CombinedLoader
+from torch.utils.data import DataLoader
+
+from tasks.augment import BatchAugment, eval_transform
+from tasks.data import ImageDataset
+from tasks.errors import TaskError
+from tasks.loader import make_loader
+from tasks.split import search_split
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class _DeviceAugmentDataModule(pl.LightningDataModule):
+    """Augments training batches (a pair or a dict of pairs) on device; normalizes eval batches."""
+
+    def __init__(self, dataset: ImageDataset, *, batch_size: int, eval_batch_size: int | None,
+                 cutout: int) -> None:
+        super().__init__()
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise TaskError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.augment = BatchAugment(dataset.mean, dataset.std, cutout=cutout)
+        self.evaluate = eval_transform(dataset.mean, dataset.std)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        training = self.trainer is not None and self.trainer.training
+        transform = self.augment if training else self.evaluate
+        if isinstance(batch, dict):
+            return {key: _apply(transform, pair) for key, pair in batch.items()}
+        return _apply(transform, batch)
+
+    def _train_loader(self, indices: torch.Tensor | None, seed: int) -> DataLoader:
+        images, labels = self._select(self.dataset.train_images, self.dataset.train_labels, indices)
+        if len(labels) < self.batch_size:
+            raise TaskError(f"batch_size {self.batch_size} is larger than the {len(labels)} "
+                            f"training images available; lower batch_size or use more data")
+        return make_loader(images, labels, batch_size=self.batch_size, shuffle=True, seed=seed,
+                           drop_last=True)
+
+    def _eval_loader(self, images: torch.Tensor, labels: torch.Tensor,
+                     indices: torch.Tensor | None = None) -> DataLoader:
+        images, labels = self._select(images, labels, indices)
+        return make_loader(images, labels, batch_size=self.eval_batch_size, shuffle=False, seed=0,
+                           drop_last=False)
+
+    @staticmethod
+    def _select(images: torch.Tensor, labels: torch.Tensor,
+                indices: torch.Tensor | None) -> Batch:
+        return (images, labels) if indices is None else (images[indices], labels[indices])
+
+
+def _apply(transform: Callable[[torch.Tensor], torch.Tensor], pair: Batch) -> Batch:
+    images, labels = pair
+    return transform(images), labels
+
+
+class SearchDataModule(_DeviceAugmentDataModule):
+    """Search data: training batches are {"train": weight-half pair, "val": architecture-half pair}.
+
+    Both halves are augmented (as in DARTS); val_dataloader is the architecture half, only
+    normalized.
+    """
+
+    def __init__(self, dataset: ImageDataset, *, batch_size: int, seed: int = 0,
+                 subset: int | None = None, cutout: int = 0,
+                 eval_batch_size: int | None = None) -> None:
+        super().__init__(dataset, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         cutout=cutout)
+        self.seed = seed
+        self.weight_idx, self.arch_idx = search_split(len(dataset.train_labels), seed, subset)
+
+    def train_dataloader(self) -> CombinedLoader:
+        loaders = {"train": self._train_loader(self.weight_idx, self.seed),
+                   "val": self._train_loader(self.arch_idx, self.seed + 1)}
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.dataset.train_images, self.dataset.train_labels,
+                                 self.arch_idx)
+
+
+class RetrainDataModule(_DeviceAugmentDataModule):
+    """Retraining data: the full training set augmented (with cutout), the test set for val/test."""
+
+    def __init__(self, dataset: ImageDataset, *, batch_size: int, seed: int = 0, cutout: int = 16,
+                 eval_batch_size: int | None = None) -> None:
+        super().__init__(dataset, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         cutout=cutout)
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        return self._train_loader(None, self.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.dataset.test_images, self.dataset.test_labels)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.dataset.test_images, self.dataset.test_labels)

@@ -1,0 +1,37 @@
+"""Task names and the single entry point that loads a task by name."""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+from tasks.cifar import CIFAR_SPECS, load_cifar
+from tasks.data import ImageDataset
+from tasks.errors import TaskError
+from tasks.synthetic import make_synthetic
+
+_SYNTHETIC_OPTIONS = tuple(inspect.signature(make_synthetic).parameters)
+
+
+def list_tasks() -> list[str]:
+    """Names accepted by load_task."""
+    return [*CIFAR_SPECS, "synthetic"]
+
+
+def load_task(name: str, *, root: str | os.PathLike[str] | None = None, download: bool = True,
+              **kwargs: object) -> ImageDataset:
+    """Load task `name`; CIFAR tasks read (or download into) `root`, synthetic takes its options."""
+    if name == "synthetic":
+        unknown = sorted(set(kwargs) - set(_SYNTHETIC_OPTIONS))
+        if unknown:
+            raise TaskError(f"unknown option(s) for task 'synthetic': {', '.join(unknown)}; "
+                            f"choose from: {', '.join(_SYNTHETIC_OPTIONS)}")
+        return make_synthetic(**kwargs)  # type: ignore[arg-type]
+    if name not in CIFAR_SPECS:
+        raise TaskError(f"unknown task {name!r}; choose one of: {', '.join(list_tasks())}")
+    if kwargs:
+        raise TaskError(f"task {name!r} takes no options besides root and download; "
+                        f"got: {', '.join(sorted(kwargs))}")
+    if root is None:
+        raise TaskError(f"task {name!r} needs root=<folder with the data or to download into>")
+    return load_cifar(name, root=root, download=download)
