@@ -17,14 +17,19 @@ from omegaconf import DictConfig
 
 from oneshot.errors import USER_ERRORS, ConfigError
 
-CONFIG_MODULE = "oneshot.conf"
+SHARED_CONFIG_MODULE = "oneshot.conf"  # groups every entry point uses (task)
 
 
-def config_groups() -> dict[str, list[str]]:
-    """Each config group (``task``, ``space``, ...) with the option names it offers."""
-    root = resources.files(CONFIG_MODULE)
-    return {group.name: sorted(f.name[:-5] for f in group.iterdir() if f.name.endswith(".yaml"))
-            for group in root.iterdir() if group.is_dir() and not group.name.startswith("_")}
+def config_groups(config_module: str) -> dict[str, list[str]]:
+    """Each config group of an entry point (``task``, ``space``, ...) with its option names."""
+    groups: dict[str, list[str]] = {}
+    for module in (SHARED_CONFIG_MODULE, config_module):
+        for group in resources.files(module).iterdir():
+            options = sorted(f.name[:-5] for f in group.iterdir() if f.name.endswith(".yaml")) \
+                if group.is_dir() else []
+            if options:
+                groups[group.name] = options
+    return groups
 
 
 def _first_values(args: Sequence[str]) -> list[str]:
@@ -58,16 +63,16 @@ def _keys_near(cfg: DictConfig, dotted_key: str) -> tuple[str, list[str]]:
     return ".".join(prefix) or "the top level", keys
 
 
-def validate_overrides(config_name: str, args: Sequence[str]) -> DictConfig:
+def validate_overrides(config_module: str, config_name: str, args: Sequence[str]) -> DictConfig:
     """Compose ``config_name`` with the command-line ``args``; a bad override raises ConfigError."""
     overrides = _first_values(args)
-    groups = config_groups()
+    groups = config_groups(config_module)
     for override in overrides:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
         if key in groups and value not in groups[key] and value != "null":
             raise ConfigError(f"unknown {key} '{value}'; choose one of: {', '.join(groups[key])}")
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+    with initialize_config_module(config_module=config_module, version_base="1.3"):
         try:
             return compose(config_name, overrides=overrides)
         except MissingConfigException as err:
@@ -107,10 +112,11 @@ def _remove_unfinished_run_dir() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def run_cli(hydra_entry: Callable[[], Any], config_name: str, argv: Sequence[str]) -> None:
+def run_cli(hydra_entry: Callable[[], Any], config_module: str, config_name: str,
+            argv: Sequence[str]) -> None:
     """Check the overrides in ``argv`` first (one-line error, exit 2), then start Hydra."""
     try:
-        validate_overrides(config_name, argv)
+        validate_overrides(config_module, config_name, argv)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -80,7 +80,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "run_dir": run_dir}
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="conf/search", config_name="train")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
     result = train(cfg)
@@ -90,7 +90,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point (``oneshot-train``)."""
-    run_cli(_hydra_main, "train", sys.argv[1:])
+    run_cli(_hydra_main, "oneshot.conf.search", "train", sys.argv[1:])
 
 
 if __name__ == "__main__":
