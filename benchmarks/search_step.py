@@ -1,0 +1,114 @@
+"""Seconds per DARTS search step (architecture step + weight step) and peak memory.
+
+Protocol (../shared/BENCHMARKS.md): one process per configuration, torch's default threads,
+3 warm-up steps then 20 timed steps through the real Lightning training loop; prints the median,
+min and max seconds per step and the peak resident memory (CPU) or peak allocated memory (GPU).
+
+    python benchmarks/search_step.py                       # paper config, first order
+    python benchmarks/search_step.py --order second
+    python benchmarks/search_step.py --batch 32 --channels 8 --layers 5
+    python benchmarks/search_step.py --all                 # the four reference configurations
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from oneshot.algorithms import create_algorithm
+from oneshot.datamodule import SearchDataModule
+from supernets.spaces import create_supernet
+from tasks import load_task
+
+REFERENCE_CONFIGS = (
+    ("64", "16", "8", "first"), ("64", "16", "8", "second"),
+    ("32", "8", "5", "first"), ("32", "8", "5", "second"),
+)
+
+
+class StepTimer(pl.Callback):
+    """Wall-clock seconds of every training step, synchronising queued device work first."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def _sync(self, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self._sync(pl_module)
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def run(args: argparse.Namespace) -> None:
+    steps = args.warmup + args.steps
+    pl.seed_everything(0, verbose=False)
+    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
+                        image_size=32, num_classes=10)
+    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0)
+    supernet = create_supernet("darts", num_classes=10, channels=args.channels, layers=args.layers)
+    module = create_algorithm("darts", supernet, num_classes=10,
+                              cfg={"unrolled": args.order == "second"})
+    timer = StepTimer()
+    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
+                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                         use_distributed_sampler=False)
+    trainer.fit(module, datamodule=datamodule)
+    timed = timer.seconds[args.warmup:]
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
+        name = torch.cuda.get_device_name(device)
+    else:
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+        name = "cpu"
+    print(f"darts {args.order}-order | space darts | batch {args.batch} | channels {args.channels} | "
+          f"cells {args.layers} | precision {args.precision} | torch {torch.__version__} | device {name} | "
+          f"threads {torch.get_num_threads()}")
+    print(f"  s/step over {len(timed)} steps: median {statistics.median(timed):.2f}  "
+          f"min {min(timed):.2f}  max {max(timed):.2f} | peak memory {peak}", flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--order", choices=("first", "second"), default="first")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    parser.add_argument("--all", action="store_true", help="run the four reference configurations, "
+                                                             "each in its own process")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    if not args.all:
+        run(args)
+        return
+    for batch, channels, layers, order in REFERENCE_CONFIGS:
+        subprocess.run([sys.executable, __file__, "--batch", batch, "--channels", channels,
+                        "--layers", layers, "--order", order, "--warmup", str(args.warmup),
+                        "--steps", str(args.steps), "--device", args.device,
+                        "--precision", args.precision], check=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
