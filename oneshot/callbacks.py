@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from supernets.genotype_file import save_genotype_file
+from supernets.measure import derived_params
+from supernets.spaces import get_space
 
 
 def alpha_heatmap(rows: Mapping[str, torch.Tensor], candidates: list[str], title: str) -> np.ndarray:
@@ -86,19 +88,28 @@ class GenotypeWriter(pl.Callback):
             val_acc = None
         return {**self.meta, "epoch": trainer.current_epoch, "val_acc": val_acc}
 
+    def _params(self, genotype: Any) -> dict[str, int]:
+        """``params``: the derived network's size at the retrain defaults, if the space has one."""
+        if get_space(self.space).build_network is None:
+            return {}
+        return {"params": derived_params(self.space, genotype)}
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         path = self.run_dir / "genotypes" / f"epoch_{trainer.current_epoch:03d}.json"
-        save_genotype_file(path, space=self.space, genotype=pl_module.genotype().to_dict(),
-                           meta=self._meta(trainer))
+        genotype = pl_module.genotype()
+        save_genotype_file(path, space=self.space, genotype=genotype.to_dict(),
+                           meta={**self._meta(trainer), **self._params(genotype)})
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        meta = {**self._meta(trainer), "epoch": max(0, trainer.current_epoch - 1)}
+        genotype = pl_module.genotype()
+        meta = {**self._meta(trainer), "epoch": max(0, trainer.current_epoch - 1),
+                **self._params(genotype)}
         save_genotype_file(self.run_dir / "genotype.json", space=self.space,
-                           genotype=pl_module.genotype().to_dict(), meta=meta)
+                           genotype=genotype.to_dict(), meta=meta)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

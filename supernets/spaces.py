@@ -1,4 +1,4 @@
-"""Registry of search spaces: how to build each supernet and read each genotype."""
+"""Registry of search spaces: how to build each supernet, read each genotype, build its network."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
+from supernets.darts.derived import DartsNetwork
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
 from supernets.errors import SpaceError
@@ -18,14 +19,21 @@ class SpaceSpec:
 
     The supernet built by ``build_supernet`` exposes ``choice_points()``, ``forward(x, arch)`` and
     ``derive(arch_weights) -> genotype``; genotypes have ``to_dict()`` and ``str()``.
+    ``build_network(genotype, *, num_classes, **options)`` builds the derived network to train
+    from scratch; its option defaults are the space's evaluation protocol. That network has a
+    ``drop_path_prob`` attribute, and ``forward(x)`` returns ``(logits, logits_aux)`` where
+    ``logits_aux`` is ``None`` unless an auxiliary head is active (training mode). ``None``
+    means the space has no derived network yet.
     """
 
     build_supernet: Callable[..., nn.Module]
     genotype_from_dict: Callable[[Mapping[str, Any]], Any]
+    build_network: Callable[..., nn.Module] | None = None
 
 
 SPACES: dict[str, SpaceSpec] = {
-    "darts": SpaceSpec(build_supernet=DartsSupernet, genotype_from_dict=DartsGenotype.from_dict),
+    "darts": SpaceSpec(build_supernet=DartsSupernet, genotype_from_dict=DartsGenotype.from_dict,
+                       build_network=DartsNetwork),
 }
 
 
@@ -48,3 +56,20 @@ def create_supernet(name: str, **kwargs: Any) -> nn.Module:
         return spec.build_supernet(**kwargs)
     except TypeError as err:
         raise SpaceError(f"bad option for space '{name}': {err}") from None
+
+
+def create_network(name: str, genotype: Any, *, num_classes: int, **options: Any) -> nn.Module:
+    """Build the derived network of ``genotype`` (a genotype of space ``name``).
+
+    Options set to ``None`` are dropped, so the builder's defaults (the evaluation protocol) apply.
+    """
+    spec = get_space(name)
+    if spec.build_network is None:
+        ready = [space for space in list_spaces() if SPACES[space].build_network is not None]
+        raise SpaceError(f"space '{name}' has no derived network to train yet; "
+                         f"retrain a genotype of: {', '.join(ready)}")
+    try:
+        return spec.build_network(genotype, num_classes=num_classes,
+                                  **{k: v for k, v in options.items() if v is not None})
+    except TypeError as err:
+        raise SpaceError(f"bad option for the network of space '{name}': {err}") from None
