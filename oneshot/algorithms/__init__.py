@@ -7,7 +7,8 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 from torch import nn
 
-from oneshot.algorithms.darts import ArchOptimizerConfig, DartsSearch, WeightOptimizerConfig
+from oneshot.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
+from oneshot.algorithms.darts import DartsSearch
 from oneshot.errors import ConfigError
 
 

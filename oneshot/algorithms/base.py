@@ -1,0 +1,154 @@
+"""What every one-shot search shares: supernet and alphas, the weight step, optimizers, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from oneshot.architecture import ArchitectureParameters
+from oneshot.guards import NonFiniteLossGuard
+from supernets.mixed import ArchRow
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class WeightOptimizerConfig:
+    """SGD with momentum on the supernet weights, cosine-annealed per epoch to ``lr_min``."""
+
+    lr: float = 0.025
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    lr_min: float = 0.001
+    grad_clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class ArchOptimizerConfig:
+    """Adam on the architecture parameters (alphas)."""
+
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-3
+
+
+class OneShotSearch(pl.LightningModule):
+    """A supernet with alpha logits per choice point, trained with manual optimization.
+
+    Each training step takes ``{"train": (x, y), "val": (x, y)}``: :meth:`architecture_step` on the
+    ``val`` (alpha) half, then a weight step on the ``train`` half with :meth:`training_architecture`.
+    Subclasses define those two and :meth:`eval_architecture`; the rest is shared.
+    """
+
+    algorithm_name = "base"
+
+    def __init__(self, supernet: nn.Module, *, num_classes: int,
+                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
+                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
+                 alpha_init_std: float = 1e-3, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.save_hyperparameters({
+            "algorithm": self.algorithm_name, "num_classes": num_classes,
+            "weight_optimizer": asdict(weight_optimizer), "arch_optimizer": asdict(arch_optimizer),
+            "alpha_init_std": alpha_init_std, **dict(options or {}),
+        })
+        self.supernet = supernet
+        self.arch = ArchitectureParameters(supernet.choice_points(), init_std=alpha_init_std)
+        self.weight_optimizer_config = weight_optimizer
+        self.arch_optimizer_config = arch_optimizer
+        self.criterion = nn.CrossEntropyLoss()
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.loss_guard = NonFiniteLossGuard()
+
+    # -- the architecture -------------------------------------------------------------------
+    def arch_weights(self) -> dict[str, torch.Tensor]:
+        """The current architecture as detached softmax rows (for deriving and logging)."""
+        with torch.no_grad():
+            return {label: row.detach() for label, row in self.arch.softmax().items()}
+
+    def genotype(self) -> Any:
+        """Discretize the current alphas with the search space's derive rule."""
+        return self.supernet.derive(self.arch_weights())
+
+    def training_architecture(self) -> Mapping[str, ArchRow]:
+        """The architecture the weight step trains (no gradient to the alphas)."""
+        raise NotImplementedError
+
+    def eval_architecture(self) -> Mapping[str, ArchRow]:
+        """The architecture the supernet is validated with."""
+        raise NotImplementedError
+
+    def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
+        """Update the alphas; returns the detached architecture loss."""
+        raise NotImplementedError
+
+    def apply_arch_gradients(self, grads: Sequence[torch.Tensor]) -> None:
+        """Average ``grads`` over processes, then take one architecture optimizer step.
+
+        The alphas are kept out of DDP's gradient buckets, so this all-reduce is what keeps one
+        architecture on every rank.
+        """
+        alphas = self.arch.parameters_list()
+        flat = self.trainer.strategy.reduce(torch.cat([g.reshape(-1) for g in grads]), reduce_op="mean")
+        arch_opt = self.optimizers()[1]
+        arch_opt.zero_grad()
+        for alpha, grad in zip(alphas, flat.split([a.numel() for a in alphas])):
+            alpha.grad = grad.view_as(alpha)
+        arch_opt.step()
+
+    # -- Lightning hooks --------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        w_cfg, a_cfg = self.weight_optimizer_config, self.arch_optimizer_config
+        weight_opt = torch.optim.SGD(self.supernet.parameters(), lr=w_cfg.lr, momentum=w_cfg.momentum,
+                                     weight_decay=w_cfg.weight_decay)
+        arch_opt = torch.optim.Adam(self.arch.parameters(), lr=a_cfg.lr, betas=tuple(a_cfg.betas),
+                                    weight_decay=a_cfg.weight_decay)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=epochs, eta_min=w_cfg.lr_min)
+        return [weight_opt, arch_opt], [schedule]
+
+    def on_fit_start(self) -> None:
+        """Start every process from rank 0's alphas."""
+        if self.trainer.world_size > 1:
+            with torch.no_grad():
+                for alpha in self.arch.parameters_list():
+                    alpha.copy_(self.trainer.strategy.broadcast(alpha.detach().clone(), src=0))
+
+    def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> torch.Tensor:
+        arch_loss = self.architecture_step(batch["train"], batch["val"])
+        weight_opt = self.optimizers()[0]
+        x, y = batch["train"]
+        logits = self.supernet(x, self.training_architecture())
+        loss = self.criterion(logits, y)
+        weight_opt.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(weight_opt, gradient_clip_val=self.weight_optimizer_config.grad_clip,
+                            gradient_clip_algorithm="norm")
+        weight_opt.step()
+        self.loss_guard.observe({"weight": loss, "architecture": arch_loss},
+                                epoch=self.current_epoch, batch=batch_idx)
+        if self.loss_guard.due(self.device, batch_idx):
+            self.loss_guard.check()
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True)
+        self.log("train/arch_loss", arch_loss, on_step=True, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss.detach()
+
+    def on_train_epoch_end(self) -> None:
+        self.loss_guard.check()
+        self.lr_schedulers().step()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.supernet(x, self.eval_architecture())
+        self.val_acc(logits, y)
+        self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
