@@ -64,13 +64,14 @@ def test_layout_reductions_at_thirds_and_auxiliary_after_second():
 def test_drop_path_is_identity_in_eval_mode_and_at_zero():
     x = torch.randn(8, 3, 4, 4)
     assert drop_path(x, 0.5, training=False) is x
-    assert drop_path(x, 0.0, training=True) is x
+    assert torch.equal(drop_path(x, 0.0, training=True), x)
+    assert torch.equal(drop_path(x, torch.tensor(0.0), training=True), x)
 
 
 def test_drop_path_drops_whole_samples_and_rescales_the_kept_ones():
     torch.manual_seed(0)
     x = torch.rand(20000, 2, 3, 3) + 0.5
-    out = drop_path(x, 0.3, training=True)
+    out = drop_path(x, torch.tensor(0.3), training=True)
     kept = out.flatten(1).ne(0).all(dim=1)
     dropped = out.flatten(1).eq(0).all(dim=1)
     assert bool((kept | dropped).all())  # one decision per sample
@@ -111,7 +112,10 @@ def test_network_drop_path_prob_only_acts_in_training():
     x = torch.randn(4, 3, 32, 32)
     reference = net(x)[0]
     net.drop_path_prob = 0.5
+    assert net.drop_path_prob == 0.5 and "drop_prob" not in net.state_dict()
     assert torch.equal(net(x)[0], reference)
+    with pytest.raises(SpaceError, match=r"\[0, 1\)"):
+        net.drop_path_prob = 1.0
 
 
 @pytest.mark.parametrize("name", list_published())

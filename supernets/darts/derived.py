@@ -10,18 +10,19 @@ from supernets.errors import SpaceError
 from supernets.ops import FactorizedReduce, ReLUConvBN, create_op
 
 
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def drop_path(x: torch.Tensor, p: float | torch.Tensor, training: bool) -> torch.Tensor:
     """Zero whole samples with probability ``p`` and scale the kept ones by ``1 / (1 - p)``.
 
-    One Bernoulli draw per sample (mask of shape ``[N, 1, 1, 1]``); identity when not training
-    or when ``p == 0``.
+    One Bernoulli draw per sample (mask of shape ``[N, 1, 1, 1]``); identity when not training.
+    ``p`` may be a 0-dim tensor, so that changing it does not recompile a compiled network; it
+    is then not range-checked here.
     """
-    if not 0.0 <= p < 1.0:
+    if not isinstance(p, torch.Tensor) and not 0.0 <= p < 1.0:
         raise SpaceError(f"drop-path probability must be in [0, 1), got {p}")
-    if not training or p == 0.0:
+    if not training:
         return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+    keep = 1.0 - torch.as_tensor(p, dtype=torch.float32, device=x.device)
+    mask = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device) < keep
     return x * mask / keep
 
 
@@ -48,7 +49,8 @@ class DerivedCell(nn.Module):
         """How many node outputs the cell concatenates (its output is ``multiplier * c``)."""
         return len(self.concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor,
+                drop_prob: float | torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for t in range(0, len(self.ops), 2):
             node = None
@@ -93,6 +95,8 @@ class DartsNetwork(nn.Module):
     identity, with probability :attr:`drop_path_prob`, which the training loop sets (0 by default).
     """
 
+    drop_prob: torch.Tensor
+
     def __init__(self, genotype: DartsGenotype, *, num_classes: int = 10, channels: int = 36,
                  layers: int = 20, auxiliary: bool = True, stem_multiplier: int = 3,
                  in_channels: int = 3) -> None:
@@ -106,7 +110,7 @@ class DartsNetwork(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SpaceError(f"DARTS network option {option} must be an integer >= {low}, "
                                  f"got {value!r}")
-        self.drop_path_prob = 0.0
+        self.register_buffer("drop_prob", torch.zeros(()), persistent=False)
         self.aux_index = 2 * layers // 3
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(
@@ -132,11 +136,22 @@ class DartsNetwork(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 
+    @property
+    def drop_path_prob(self) -> float:
+        """Drop-path probability in training (a buffer, so a compiled network keeps its graph)."""
+        return float(self.drop_prob)
+
+    @drop_path_prob.setter
+    def drop_path_prob(self, p: float) -> None:
+        if not 0.0 <= p < 1.0:
+            raise SpaceError(f"drop-path probability must be in [0, 1), got {p}")
+        self.drop_prob.fill_(p)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits_aux = None
         s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, self.drop_prob)
             if i == self.aux_index and self.auxiliary_head is not None and self.training:
                 logits_aux = self.auxiliary_head(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))
