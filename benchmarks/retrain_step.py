@@ -1,0 +1,105 @@
+"""Seconds per retraining step of a derived network, and peak memory.
+
+Protocol (../shared/BENCHMARKS.md): one process, torch's default threads, 3 warm-up steps then
+20 timed steps through the real Lightning training loop (forward with auxiliary head and
+drop-path masks, which cost the same at any probability; backward, gradient clipping, SGD step),
+on synthetic 32x32 images with cutout; prints the median, min and max seconds per
+step and the peak resident memory (CPU) or peak allocated memory (GPU).
+
+    python benchmarks/retrain_step.py                      # DARTS_V2, 36 ch, 20 cells, batch 96
+    python benchmarks/retrain_step.py --batch 32 --channels 16 --layers 8 --steps 5
+    python benchmarks/retrain_step.py --precision bf16-mixed --channels-last
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from oneshot.datamodule import RetrainDataModule
+from oneshot.genotypes import load_genotype
+from oneshot.retrain_module import RetrainModule
+from supernets.spaces import create_network
+from tasks import load_task
+
+
+class StepTimer(pl.Callback):
+    """Wall-clock seconds of every training step, synchronising queued device work first."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def _sync(self, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             *args: object) -> None:
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           *args: object) -> None:
+        self._sync(pl_module)
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def run(args: argparse.Namespace) -> None:
+    steps = args.warmup + args.steps
+    pl.seed_everything(0, verbose=False)
+    loaded = load_genotype(args.genotype)
+    dataset = load_task("synthetic", num_train=args.batch * steps, num_test=args.batch,
+                        image_size=32, num_classes=10)
+    network = create_network(loaded.space, loaded.genotype, num_classes=10,
+                             channels=args.channels, layers=args.layers)
+    module = RetrainModule(network, num_classes=10, channels_last=args.channels_last,
+                           compile=args.compile)
+    timer = StepTimer()
+    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
+                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0,
+                         gradient_clip_val=5.0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[timer], use_distributed_sampler=False)
+    trainer.fit(module, datamodule=RetrainDataModule(dataset, batch_size=args.batch, cutout=16))
+    timed = timer.seconds[args.warmup:]
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
+        name = torch.cuda.get_device_name(device)
+    else:
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+        name = "cpu"
+    print(f"retrain {args.genotype} | space {loaded.space} | batch {args.batch} | "
+          f"channels {args.channels} | cells {args.layers} | "
+          f"precision {args.precision} | channels_last {args.channels_last} | "
+          f"compile {args.compile} | torch {torch.__version__} | device {name} | "
+          f"threads {torch.get_num_threads()}")
+    print(f"  s/step over {len(timed)} steps: median {statistics.median(timed):.2f}  "
+          f"min {min(timed):.2f}  max {max(timed):.2f} | peak memory {peak}", flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genotype", default="DARTS_V2",
+                        help="published name, genotype.json, DARTS text file or search run dir")
+    parser.add_argument("--batch", type=int, default=96)
+    parser.add_argument("--channels", type=int, default=36)
+    parser.add_argument("--layers", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run(parse_args(sys.argv[1:]))
