@@ -13,10 +13,14 @@ class SparseRow(NamedTuple):
 
     Sampling algorithms pass this instead of a dense row so that only the ``active`` candidates
     are computed; every other candidate's weight is exactly zero and takes no gradient.
+    Active candidates also listed in ``frozen`` run without autograd: their output is a
+    constant, so only their weight gets a gradient (ProxylessNAS's inactive path) and none of
+    their activations are kept for the backward pass.
     """
 
     weights: torch.Tensor
     active: tuple[int, ...]
+    frozen: tuple[int, ...] = ()
 
 
 ArchRow = Union[torch.Tensor, SparseRow]
@@ -36,14 +40,21 @@ class MixedOp(nn.Module):
         self._none_index = self.candidates.index("none") if "none" in self.candidates else None
 
     def forward(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
+        frozen: tuple[int, ...] = ()
         if isinstance(row, SparseRow):
-            weights = row.weights
+            weights, frozen = row.weights, row.frozen
             active = tuple(i for i in row.active if i != self._none_index)
         else:
             weights, active = row, self._nonzero
         if not active:
             return self.ops[self._none_index](x) * weights[self._none_index]
-        out = weights[active[0]] * self.ops[active[0]](x)
+        out = weights[active[0]] * self._run(active[0], x, active[0] in frozen)
         for i in active[1:]:
-            out = out + weights[i] * self.ops[i](x)
+            out = out + weights[i] * self._run(i, x, i in frozen)
         return out
+
+    def _run(self, i: int, x: torch.Tensor, frozen: bool) -> torch.Tensor:
+        if not frozen:
+            return self.ops[i](x)
+        with torch.no_grad():
+            return self.ops[i](x)
