@@ -1,0 +1,41 @@
+"""Which function draws the genotypes of each search space: ``register_renderer(space, fn)``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import graphviz
+
+from oneshot.render.darts import darts_cell_graphs
+from supernets.errors import SpaceError
+
+Renderer = Callable[[Any], dict[str, graphviz.Digraph]]
+"""Draws a genotype: one graph per cell (or block list), keyed by a short name such as ``normal``."""
+
+RENDERERS: dict[str, Renderer] = {
+    "darts": darts_cell_graphs,
+}
+
+
+def register_renderer(space: str, renderer: Renderer) -> None:
+    """Draw genotypes of ``space`` with ``renderer`` (replaces an earlier renderer of that space)."""
+    if not isinstance(space, str) or not space:
+        raise SpaceError(f"a renderer needs a space name (a non-empty string), got {space!r}")
+    if not callable(renderer):
+        raise SpaceError(f"the renderer of space '{space}' must be callable "
+                         "(genotype -> {cell name: graphviz.Digraph})")
+    RENDERERS[space] = renderer
+
+
+def list_renderers() -> list[str]:
+    """Names of the spaces whose genotypes can be drawn."""
+    return sorted(RENDERERS)
+
+
+def cell_graphs(space: str, genotype: Any) -> dict[str, graphviz.Digraph]:
+    """The diagrams of ``genotype`` (a genotype of ``space``), one graph per cell."""
+    if space not in RENDERERS:
+        raise SpaceError(f"no cell diagram for space '{space}'; spaces with diagrams: "
+                         f"{', '.join(list_renderers())} (add one with "
+                         "oneshot.render.register_renderer(space, fn))")
+    return RENDERERS[space](genotype)
