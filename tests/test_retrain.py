@@ -24,7 +24,7 @@ from supernets.darts.genotype import save_darts_genotype
 from supernets.darts.published import get_published, list_published
 from supernets.errors import GenotypeError
 from supernets.genotype_file import save_genotype_file
-from supernets.measure import count_flops, count_parameters
+from supernets.measure import count_flops, count_parameters, derived_params
 from tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +112,16 @@ def test_end_to_end_retrain_writes_metrics_config_genotype_events_and_weights(tm
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["oneshot"]["space"] == "darts"
     assert load_genotype(run_dir / "checkpoints" / "last.ckpt").genotype == genotype
+
+
+def test_retrain_the_genotype_of_a_search_run_dir(search_run, tmp_path):
+    source = search_run["run_dir"]
+    searched = load_genotype(source)
+    assert searched.meta["params"] == derived_params("darts", searched.genotype)  # 36 ch, 20 cells
+    run_dir = tmp_path / "run"
+    metrics = retrain(_compose([f"genotype={source}", f"run_dir={run_dir}", *TINY]))
+    assert metrics["genotype_source"] == str(source / "genotype.json")
+    assert load_genotype(run_dir).genotype == searched.genotype
 
 
 def test_missing_genotype_is_a_config_error():
