@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,6 +42,23 @@ def _tensorboard(trainer: pl.Trainer) -> Any:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
+
+
+class EpochSeed(pl.Callback):
+    """Reseed the global random generators at the start of every epoch from (seed, epoch, rank).
+
+    Augmentation draws from the global generators; tying their state to the epoch makes a search
+    resumed from an end-of-epoch checkpoint repeat exactly what an uninterrupted search does.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch_seed = (self.seed * 1_000_003 + trainer.current_epoch * 1_009 + trainer.global_rank) % 2**31
+        random.seed(epoch_seed)
+        np.random.seed(epoch_seed)
+        torch.manual_seed(epoch_seed)
 
 
 class AlphaLogger(pl.Callback):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import shutil
 import sys
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from oneshot.errors import USER_ERRORS, ConfigError
 
 SHARED_CONFIG_MODULE = "oneshot.conf"  # groups every entry point uses (task)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
 
 
 def config_groups(config_module: str) -> dict[str, list[str]]:
@@ -96,9 +98,15 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
         try:
             return task(cfg)
         except USER_ERRORS as err:
-            print(f"error: {err}", file=sys.stderr)
-            _remove_unfinished_run_dir()
-            sys.exit(2)
+            message = str(err)
+        except OSError as err:
+            if err.errno not in WRITE_ERRNOS:
+                raise
+            message = (f"cannot write {err.filename or 'the run dir'}: {err.strerror}; free some space "
+                       "or choose another run dir with hydra.run.dir=DIR")
+        print(f"error: {message}", file=sys.stderr)
+        _remove_unfinished_run_dir()
+        sys.exit(2)
 
     return wrapper
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
@@ -26,8 +27,9 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
     """Augments training batches (a pair or a dict of pairs) on device; normalizes eval batches."""
 
     def __init__(self, dataset: ImageDataset, *, batch_size: int, eval_batch_size: int | None,
-                 cutout: int) -> None:
+                 cutout: int, seed: int) -> None:
         super().__init__()
+        self.seed = seed
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise TaskError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
         self.dataset = dataset
@@ -38,10 +40,22 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         training = self.trainer is not None and self.trainer.training
-        transform = self.augment if training else self.evaluate
+        if training:
+            generator = self._augment_generator(_first_images(batch).device)
+            transform: Callable[[torch.Tensor], torch.Tensor] = \
+                lambda x: self.augment(x, generator=generator)
+        else:
+            transform = self.evaluate
         if isinstance(batch, dict):
             return {key: _apply(transform, pair) for key, pair in batch.items()}
         return _apply(transform, batch)
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """A generator seeded by (seed, epoch, step, rank): resuming repeats the same augmentation."""
+        trainer = self.trainer
+        words = [self.seed, trainer.current_epoch, trainer.global_step, trainer.global_rank]
+        seed = int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
+        return torch.Generator(device=device).manual_seed(seed)
 
     def _train_loader(self, indices: torch.Tensor | None, seed: int) -> DataLoader:
         images, labels = self._select(self.dataset.train_images, self.dataset.train_labels, indices)
@@ -63,6 +77,10 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
         return (images, labels) if indices is None else (images[indices], labels[indices])
 
 
+def _first_images(batch: Any) -> torch.Tensor:
+    return next(iter(batch.values()))[0] if isinstance(batch, dict) else batch[0]
+
+
 def _apply(transform: Callable[[torch.Tensor], torch.Tensor], pair: Batch) -> Batch:
     images, labels = pair
     return transform(images), labels
@@ -79,8 +97,7 @@ class SearchDataModule(_DeviceAugmentDataModule):
                  subset: int | None = None, cutout: int = 0,
                  eval_batch_size: int | None = None) -> None:
         super().__init__(dataset, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         cutout=cutout)
-        self.seed = seed
+                         cutout=cutout, seed=seed)
         self.weight_idx, self.arch_idx = search_split(len(dataset.train_labels), seed, subset)
 
     def train_dataloader(self) -> CombinedLoader:
@@ -99,8 +116,7 @@ class RetrainDataModule(_DeviceAugmentDataModule):
     def __init__(self, dataset: ImageDataset, *, batch_size: int, seed: int = 0, cutout: int = 16,
                  eval_batch_size: int | None = None) -> None:
         super().__init__(dataset, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         cutout=cutout)
-        self.seed = seed
+                         cutout=cutout, seed=seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._train_loader(None, self.seed)

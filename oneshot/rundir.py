@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -36,3 +37,17 @@ def write_resolved_config(cfg: DictConfig, run_dir: Path) -> Path:
     tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     tmp.replace(path)
     return path
+
+
+def discard_unused_hydra_dir(run_dir: Path) -> None:
+    """Remove Hydra's output dir when the run wrote elsewhere (``run_dir=`` or ``resume=``).
+
+    Only a dir holding nothing but Hydra's own records (``.hydra/``, ``*.log``) is removed.
+    """
+    if not HydraConfig.initialized():
+        return
+    hydra_dir = Path(HydraConfig.get().runtime.output_dir)
+    if hydra_dir.resolve() == Path(run_dir).resolve() or not hydra_dir.is_dir():
+        return
+    if all(p.name == ".hydra" or p.suffix == ".log" for p in hydra_dir.iterdir()):
+        shutil.rmtree(hydra_dir, ignore_errors=True)

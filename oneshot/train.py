@@ -13,11 +13,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from oneshot.algorithms import create_algorithm
-from oneshot.callbacks import AlphaLogger, GenotypeWriter
+from oneshot.callbacks import AlphaLogger, EpochSeed, GenotypeWriter
+from oneshot.checkpointing import AtomicCheckpointIO
 from oneshot.cli import report_user_errors, run_cli
 from oneshot.datamodule import SearchDataModule
+from oneshot.distributed import make_strategy
 from oneshot.errors import ConfigError
-from oneshot.rundir import resolve_run_dir, write_resolved_config
+from oneshot.resume import check_checkpoint_matches, find_resume_point
+from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_resolved_config
 from supernets.spaces import create_supernet
 from tasks import load_task
 
@@ -46,19 +49,30 @@ def check_config(cfg: DictConfig) -> None:
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The Lightning Trainer for ``cfg.trainer``, logging to TensorBoard and checkpointing in ``run_dir``."""
     options = {k: v for k, v in _options(cfg.trainer, drop=()).items() if v is not None}
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    options["strategy"] = make_strategy(options.get("strategy", "auto"))
+    # One checkpoint, ``last.ckpt``, overwritten every epoch (``save_last`` with ``save_top_k=0``
+    # would write it only when training ends, so a failed search would keep nothing).
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                 enable_version_counter=False)
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="",
                                default_hp_metric=False)
     try:
         return pl.Trainer(**options, default_root_dir=str(run_dir), logger=logger,
                           callbacks=[checkpoint, *callbacks], use_distributed_sampler=False,
-                          enable_model_summary=False)
+                          enable_model_summary=False, plugins=[AtomicCheckpointIO()])
     except (TypeError, ValueError) as err:
         raise ConfigError(f"bad trainer option: {err}") from None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Search an architecture as ``cfg`` says; returns the final genotype, val accuracy and run dir."""
+    """Search an architecture as ``cfg`` says; returns the final genotype, val accuracy and run dir.
+
+    With ``cfg.resume`` set, the search saved in that run dir continues with the config it was
+    started with (its ``config.yaml``) from its last checkpoint.
+    """
+    resume = find_resume_point(cfg.resume) if cfg.get("resume") else None
+    if resume is not None:
+        cfg = resume.config
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = load_task(cfg.task.name, **_options(cfg.task, drop=("name", "subset")))
@@ -68,13 +82,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                **_options(cfg.space))
     module = create_algorithm(cfg.algorithm.name, supernet, num_classes=dataset.num_classes,
                               cfg=_options(cfg.algorithm))
-    run_dir = resolve_run_dir(cfg)
+    if resume is not None:
+        check_checkpoint_matches(resume.checkpoint, space=cfg.space.name, algorithm=cfg.algorithm.name)
+    run_dir = resume.run_dir if resume is not None else resolve_run_dir(cfg)
     meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed}
-    callbacks = [AlphaLogger(), GenotypeWriter(run_dir, space=cfg.space.name, meta=meta)]
+    callbacks = [EpochSeed(cfg.seed), AlphaLogger(),
+                 GenotypeWriter(run_dir, space=cfg.space.name, meta=meta)]
     trainer = build_trainer(cfg, run_dir, callbacks)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and resume is None:
         write_resolved_config(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule,
+                ckpt_path=None if resume is None else str(resume.checkpoint), weights_only=True)
     val_acc = trainer.callback_metrics.get("val/acc")
     return {"genotype": module.genotype(), "val_acc": None if val_acc is None else float(val_acc),
             "run_dir": run_dir}
@@ -84,6 +102,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
     result = train(cfg)
+    discard_unused_hydra_dir(result["run_dir"])
     print(f"genotype: {result['genotype']}")
     print(f"outputs: {result['run_dir']}")
 

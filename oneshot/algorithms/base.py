@@ -46,6 +46,7 @@ class OneShotSearch(pl.LightningModule):
     """
 
     algorithm_name = "base"
+    ddp_find_unused_parameters = False  # True where a step runs only part of the supernet
 
     def __init__(self, supernet: nn.Module, *, num_classes: int,
                  weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
@@ -88,6 +89,10 @@ class OneShotSearch(pl.LightningModule):
     def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
         """Update the alphas; returns the detached architecture loss."""
         raise NotImplementedError
+
+    def parameters_outside_ddp(self) -> list[nn.Parameter]:
+        """Parameters DDP must not average: the alphas, whose gradients are reduced explicitly."""
+        return list(self.arch.parameters())
 
     def apply_arch_gradients(self, grads: Sequence[torch.Tensor]) -> None:
         """Average ``grads`` over processes, then take one architecture optimizer step.
@@ -142,9 +147,14 @@ class OneShotSearch(pl.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss.detach()
 
+    def on_train_epoch_start(self) -> None:
+        """Bring the cosine schedule to this epoch (also right after resuming from a checkpoint)."""
+        schedule = self.lr_schedulers()
+        while schedule.last_epoch < self.current_epoch:
+            schedule.step()
+
     def on_train_epoch_end(self) -> None:
         self.loss_guard.check()
-        self.lr_schedulers().step()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
