@@ -7,6 +7,8 @@ from typing import Callable, NamedTuple, Sequence, Union
 import torch
 from torch import nn
 
+from supernets.errors import SpaceError
+
 
 class SparseRow(NamedTuple):
     """Weights over a choice point's candidates with the indices that are non-zero.
@@ -26,10 +28,17 @@ class SparseRow(NamedTuple):
 ArchRow = Union[torch.Tensor, SparseRow]
 
 
+def is_unused(row: ArchRow) -> bool:
+    """Whether ``row`` switches its edge off: a :class:`SparseRow` with no active candidate."""
+    return isinstance(row, SparseRow) and not row.active
+
+
 class MixedOp(nn.Module):
     """Candidates of one edge; ``forward(x, row)`` returns ``sum_i row[i] * op_i(x)``.
 
-    A ``none`` candidate contributes exactly zero for any weight, so it is never computed.
+    A ``none`` candidate contributes exactly zero for any weight, so it is never computed. A
+    row with nothing to compute gives the zeros of the ``none`` candidate; callers that can drop
+    the edge instead check :func:`is_unused` first and skip the call.
     """
 
     def __init__(self, candidates: Sequence[str], build: Callable[[str], nn.Module]) -> None:
@@ -47,6 +56,9 @@ class MixedOp(nn.Module):
         else:
             weights, active = row, self._nonzero
         if not active:
+            if self._none_index is None:
+                raise SpaceError("this edge has no active candidate and no 'none' candidate to "
+                                 "give zeros; activate one candidate or skip the edge")
             return self.ops[self._none_index](x) * weights[self._none_index]
         out = weights[active[0]] * self._run(active[0], x, active[0] in frozen)
         for i in active[1:]:

@@ -8,9 +8,12 @@ import torch
 from torch import nn
 
 from supernets.darts.genotype import DartsGenotype, derive_darts_genotype
+from supernets.darts.sampling import (darts_cell_decisions, sampled_darts_arch,
+                                      sampled_darts_genotype)
 from supernets.darts.topology import CELL_TYPES, edge_inputs, edge_label
+from supernets.decisions import CellChoices
 from supernets.errors import SpaceError
-from supernets.mixed import ArchRow, MixedOp
+from supernets.mixed import ArchRow, MixedOp, SparseRow, is_unused
 from supernets.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op
 
 
@@ -45,15 +48,26 @@ class SearchCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor,
                 arch: Mapping[str, ArchRow]) -> torch.Tensor:
+        """Edges whose row is unused (:func:`~supernets.mixed.is_unused`) are skipped."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         node_sums: list[torch.Tensor | None] = [None] * self.steps
         for edge, label, (node, j) in zip(self.edges, self.labels, self.inputs):
             if j == len(states):
-                states.append(node_sums[node - 1])
-            contribution = edge(states[j], arch[label])
+                states.append(self._node_state(node_sums, node - 1))
+            row = arch[label]
+            if is_unused(row):
+                continue
+            contribution = edge(states[j], row)
             node_sums[node] = contribution if node_sums[node] is None else node_sums[node] + contribution
-        states.append(node_sums[-1])
+        states.append(self._node_state(node_sums, self.steps - 1))
         return torch.cat(states[-self.multiplier:], dim=1)
+
+    def _node_state(self, node_sums: list[torch.Tensor | None], node: int) -> torch.Tensor:
+        state = node_sums[node]
+        if state is None:
+            raise SpaceError(f"{self.cell_type} cell node {node} has no used incoming edge; "
+                             "give every node at least one active edge")
+        return state
 
 
 class DartsSupernet(nn.Module):
@@ -96,6 +110,18 @@ class DartsSupernet(nn.Module):
     def derive(self, weights: Mapping[str, torch.Tensor]) -> DartsGenotype:
         """The DARTS genotype of softmax weights: per node its two strongest non-``none`` edges."""
         return derive_darts_genotype(weights, self.candidates, steps=self.steps)
+
+    def sampling_decisions(self) -> list[CellChoices]:
+        """ENAS micro decisions: per cell type and node, two inputs and an op for each."""
+        return darts_cell_decisions(self.candidates, self.steps)
+
+    def sampled_arch(self, choices: Mapping[str, int]) -> dict[str, SparseRow]:
+        """The ``arch`` of a sample of :meth:`sampling_decisions` (only picked ops run)."""
+        return sampled_darts_arch(choices, self.candidates, self.steps)
+
+    def sampled_genotype(self, choices: Mapping[str, int]) -> DartsGenotype:
+        """The genotype of a sample of :meth:`sampling_decisions`."""
+        return sampled_darts_genotype(choices, self.candidates, self.steps)
 
     def forward(self, x: torch.Tensor, arch: Mapping[str, ArchRow]) -> torch.Tensor:
         s0 = s1 = self.stem(x)
