@@ -11,6 +11,9 @@ from supernets.darts.derived import DartsNetwork
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
 from supernets.errors import SpaceError
+from supernets.nb201.derived import Nb201Network
+from supernets.nb201.genotype import Nb201Genotype
+from supernets.nb201.search import Nb201Supernet
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class SpaceSpec:
 SPACES: dict[str, SpaceSpec] = {
     "darts": SpaceSpec(build_supernet=DartsSupernet, genotype_from_dict=DartsGenotype.from_dict,
                        build_network=DartsNetwork),
+    "nb201": SpaceSpec(build_supernet=Nb201Supernet, genotype_from_dict=Nb201Genotype.from_dict,
+                       build_network=Nb201Network),
 }
 
 
