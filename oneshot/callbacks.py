@@ -1,12 +1,14 @@
-"""Callbacks that show the search: alphas in TensorBoard and a genotype file per epoch."""
+"""Callbacks that show the search: alphas in TensorBoard, genotype files, cell diagrams."""
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+import graphviz
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -14,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels, list_renderers,
+                            write_diagrams)
 from supernets.genotype_file import save_genotype_file
 from supernets.measure import derived_params
 from supernets.spaces import get_space
@@ -137,3 +141,49 @@ class GenotypeWriter(pl.Callback):
             "genotype": pl_module.genotype().to_dict(),
             "meta": self._meta(trainer),
         }
+
+
+class CellDiagramWriter(pl.Callback):
+    """Each epoch: cell diagrams of the genotype in ``diagrams/`` and in TensorBoard.
+
+    Files are ``diagrams/epoch_NNN_<cell>.svg``, images ``cell/<cell>`` (step = epoch), so
+    scrubbing the epochs in TensorBoard shows the cells change. Without Graphviz's ``dot``
+    program it writes the dot source, ``diagrams/epoch_NNN_<cell>.dot``, and no images, with one
+    warning; drawing never stops a search. A space without a registered renderer
+    (``oneshot.render.register_renderer``) gets no diagrams and one warning.
+    """
+
+    def __init__(self, run_dir: Path, *, space: str) -> None:
+        self.run_dir = Path(run_dir)
+        self.space = space
+        self._warned = False
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            warnings.warn(message, stacklevel=2)
+            self._warned = True
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        if self.space not in list_renderers():
+            self._warn_once(f"no cell diagrams for space '{self.space}': no renderer is "
+                            "registered (oneshot.render.register_renderer)")
+            return
+        epoch = trainer.current_epoch
+        graphs = cell_graphs(self.space, pl_module.genotype())
+        for cell, graph in graphs.items():
+            graph.attr(label=f"{cell} cell, epoch {epoch}")
+        folder, prefix = self.run_dir / "diagrams", f"epoch_{epoch:03d}_"
+        try:
+            write_diagrams(graphs, folder, "svg", prefix=prefix)
+            images = {cell: graph_pixels(graph) for cell, graph in graphs.items()}
+        except (GraphvizMissingError, graphviz.CalledProcessError) as err:
+            write_diagrams(graphs, folder, "dot", prefix=prefix)
+            self._warn_once(f"cell diagrams are written as dot source (.dot), without TensorBoard "
+                            f"images: {err}")
+            return
+        writer = _tensorboard(trainer)
+        if writer is not None:
+            for cell, image in images.items():
+                writer.add_image(f"cell/{cell}", image, epoch, dataformats="HWC")

@@ -1,16 +1,27 @@
-"""Print or write a genotype: ``python -m oneshot.export RUN_DIR_OR_FILE [--format json|darts]``."""
+"""Print or write a genotype: ``python -m oneshot.export RUN_DIR_OR_FILE [--format FMT] [--out DIR]``.
+
+``json`` and ``darts`` print the genotype (or, with ``--out``, write ``genotype.json`` and
+``genotype.txt``); ``svg``, ``png`` and ``dot`` write one cell diagram per cell into ``--out``;
+``--alpha-plot`` writes the alpha-evolution plots of a run dir.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
-from oneshot.errors import USER_ERRORS
+from oneshot.errors import USER_ERRORS, ConfigError
 from oneshot.genotypes import LoadedGenotype, load_genotype
+from oneshot.render import GraphvizMissingError, cell_graphs, save_alpha_plots, write_diagrams
+from oneshot.render.drawing import DIAGRAM_FORMATS, write_atomic
+from supernets.genotype_file import save_genotype_file
 
-FORMATS = ("json", "darts")
+TEXT_FORMATS = ("json", "darts")
+FORMATS = (*TEXT_FORMATS, *DIAGRAM_FORMATS)
+TEXT_FILES = {"json": "genotype.json", "darts": "genotype.txt"}
 
 
 def genotype_json(loaded: LoadedGenotype) -> str:
@@ -30,26 +41,85 @@ def render(loaded: LoadedGenotype, formats: Sequence[str]) -> str:
     return "\n".join(parts)
 
 
+def write_outputs(loaded: LoadedGenotype, formats: Sequence[str], out_dir: Path
+                  ) -> tuple[list[Path], GraphvizMissingError | None]:
+    """Write each format into ``out_dir``; returns the files and the error of a missing ``dot``.
+
+    ``json`` is a genotype file (readable by ``oneshot.retrain``), ``darts`` the text form, the
+    diagram formats one file per cell. Without Graphviz's ``dot`` program, ``svg``/``png`` fall
+    back to the dot source and every other format is still written.
+    """
+    written: list[Path] = []
+    missing: GraphvizMissingError | None = None
+    for fmt in formats:
+        if fmt == "json":
+            path = out_dir / TEXT_FILES[fmt]
+            save_genotype_file(path, space=loaded.space, genotype=loaded.genotype.to_dict(),
+                               meta=loaded.meta)
+            written.append(path)
+        elif fmt == "darts":
+            path = out_dir / TEXT_FILES[fmt]
+            write_atomic(path, f"{loaded.genotype}\n".encode("utf-8"))
+            written.append(path)
+        else:
+            try:
+                written += write_diagrams(cell_graphs(loaded.space, loaded.genotype), out_dir, fmt)
+            except GraphvizMissingError as err:
+                missing = err
+    if missing is not None and "dot" not in formats:
+        written += write_diagrams(cell_graphs(loaded.space, loaded.genotype), out_dir, "dot")
+    return written, missing
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m oneshot.export",
-        description="Print the genotype of a search run dir, genotype file, checkpoint or published name.")
+        description="Print the genotype of a search run dir, genotype file, checkpoint or published "
+                    "name, or write it and its cell diagrams into a directory.")
     parser.add_argument("source", help="run dir, genotype.json, .ckpt, DARTS text file or a published "
                                        "name such as DARTS_V2")
     parser.add_argument("--format", choices=FORMATS, action="append",
-                        help="output format; repeat for several (default: json then darts)")
+                        help="output format; repeat for several (default: json then darts); svg, "
+                             "png and dot (cell diagrams) need --out")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write files into DIR instead of printing (genotype.json, genotype.txt, "
+                             "<cell>.svg|png|dot; the alpha plots)")
+    parser.add_argument("--alpha-plot", action="store_true",
+                        help="write alpha_evolution_<group>.png from the run dir's TensorBoard events "
+                             "(into --out, default the run dir)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``oneshot-export``); returns the exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    formats = list(dict.fromkeys(args.format or ([] if args.alpha_plot else TEXT_FORMATS)))
+    written: list[Path] = []
+    missing: GraphvizMissingError | None = None
     try:
-        loaded = load_genotype(args.source)
+        diagrams = [fmt for fmt in formats if fmt in DIAGRAM_FORMATS]
+        if diagrams and args.out is None:
+            raise ConfigError(f"--format {diagrams[0]} writes one file per cell; add --out DIR")
+        if formats:
+            loaded = load_genotype(args.source)
+            if args.out is None:
+                print(render(loaded, formats))
+            else:
+                written, missing = write_outputs(loaded, formats, Path(args.out))
+        if args.alpha_plot:
+            written += save_alpha_plots(args.source, args.out)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(render(loaded, args.format or list(FORMATS)))
+    except OSError as err:
+        print(f"error: cannot write '{err.filename or args.out}': {err.strerror}; "
+              "choose another --out DIR", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    if missing is not None:
+        print(f"error: {missing}; wrote the dot source (.dot) instead", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from oneshot.algorithms import create_algorithm
-from oneshot.callbacks import AlphaLogger, EpochSeed, GenotypeWriter
+from oneshot.callbacks import AlphaLogger, CellDiagramWriter, EpochSeed, GenotypeWriter
 from oneshot.checkpointing import AtomicCheckpointIO
 from oneshot.cli import report_user_errors, run_cli
 from oneshot.datamodule import SearchDataModule
@@ -87,7 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = resume.run_dir if resume is not None else resolve_run_dir(cfg)
     meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed}
     callbacks = [EpochSeed(cfg.seed), AlphaLogger(),
-                 GenotypeWriter(run_dir, space=cfg.space.name, meta=meta)]
+                 GenotypeWriter(run_dir, space=cfg.space.name, meta=meta),
+                 CellDiagramWriter(run_dir, space=cfg.space.name)]
     trainer = build_trainer(cfg, run_dir, callbacks)
     if trainer.is_global_zero and resume is None:
         write_resolved_config(cfg, run_dir)

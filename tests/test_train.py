@@ -95,7 +95,8 @@ def test_tensorboard_alpha_scalars(search_run, events) -> None:
 
 
 def test_tensorboard_heatmaps_and_genotype_text(search_run, events) -> None:
-    assert set(events.Tags()["images"]) == {"alpha_heatmap/normal", "alpha_heatmap/reduce"}
+    heatmaps = {tag for tag in events.Tags()["images"] if tag.startswith("alpha_heatmap/")}
+    assert heatmaps == {"alpha_heatmap/normal", "alpha_heatmap/reduce"}
     for tag in ("alpha_heatmap/normal", "alpha_heatmap/reduce"):
         images = events.Images(tag)
         assert [image.step for image in images] == [0, 1]

@@ -1,0 +1,64 @@
+"""A search writes each epoch's cell diagrams (SVG, or dot source without dot) and TensorBoard images."""
+
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import compose_search
+from oneshot.callbacks import CellDiagramWriter
+from oneshot.render import dot_available
+from oneshot.train import train
+from supernets.darts.genotype import DartsGenotype
+from supernets.genotype_file import load_genotype_file
+
+needs_dot = pytest.mark.skipif(not dot_available(), reason="Graphviz's dot program is not installed")
+
+
+def _images(run_dir) -> dict[str, list[int]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    return {tag: [image.step for image in events.Images(tag)] for tag in events.Tags()["images"]}
+
+
+@needs_dot
+def test_search_writes_svg_per_epoch_and_tensorboard_images(search_run) -> None:
+    run_dir = search_run["run_dir"]
+    assert sorted(p.name for p in (run_dir / "diagrams").iterdir()) == [
+        "epoch_000_normal.svg", "epoch_000_reduce.svg", "epoch_001_normal.svg", "epoch_001_reduce.svg"]
+    genotype = DartsGenotype.from_dict(load_genotype_file(run_dir / "genotypes" / "epoch_001.json").genotype)
+    svg = (run_dir / "diagrams" / "epoch_001_reduce.svg").read_text()
+    assert "reduce cell, epoch 1" in svg
+    assert all(op in svg for op, _ in genotype.reduce)
+    images = _images(run_dir)
+    assert images["cell/normal"] == [0, 1] and images["cell/reduce"] == [0, 1]
+
+
+def test_search_without_dot_writes_dot_source_and_warns_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    run_dir = tmp_path / "run"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(compose_search(f"run_dir={run_dir}", "trainer.limit_train_batches=2",
+                             "trainer.limit_val_batches=1"))
+    about_diagrams = [w for w in caught if "cell diagrams" in str(w.message)]
+    assert len(about_diagrams) == 1 and "apt-get install graphviz" in str(about_diagrams[0].message)
+    assert sorted(p.name for p in (run_dir / "diagrams").iterdir()) == [
+        "epoch_000_normal.dot", "epoch_000_reduce.dot", "epoch_001_normal.dot", "epoch_001_reduce.dot"]
+    source = (run_dir / "diagrams" / "epoch_001_normal.dot").read_text()
+    assert source.startswith("digraph normal {") and 'label="normal cell, epoch 1"' in source
+    assert (run_dir / "genotype.json").is_file()
+    assert not any(tag.startswith("cell/") for tag in _images(run_dir))
+
+
+def test_space_without_renderer_warns_once_and_draws_nothing(tmp_path) -> None:
+    callback = CellDiagramWriter(tmp_path, space="unregistered")
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, loggers=[])
+    module = SimpleNamespace(genotype=lambda: pytest.fail("no genotype should be derived"))
+    with pytest.warns(UserWarning, match="no cell diagrams for space 'unregistered'") as caught:
+        callback.on_train_epoch_end(trainer, module)
+        callback.on_train_epoch_end(trainer, module)
+    assert len(caught) == 1 and list(tmp_path.iterdir()) == []
