@@ -1,4 +1,4 @@
-"""What every one-shot search shares: supernet and alphas, the weight step, optimizers, metrics."""
+"""What one-shot searches share: the supernet weight step, optimizers, metrics; alphas for DARTS-likes."""
 
 from __future__ import annotations
 
@@ -37,12 +37,14 @@ class ArchOptimizerConfig:
     weight_decay: float = 1e-3
 
 
-class OneShotSearch(pl.LightningModule):
-    """A supernet with alpha logits per choice point, trained with manual optimization.
+class SupernetSearch(pl.LightningModule):
+    """A supernet whose shared weights are trained with manual optimization.
 
-    Each training step takes ``{"train": (x, y), "val": (x, y)}``: :meth:`architecture_step` on the
-    ``val`` (alpha) half, then a weight step on the ``train`` half with :meth:`training_architecture`.
-    Subclasses define those two and :meth:`eval_architecture`; the rest is shared.
+    Provides the weight step (SGD with momentum, gradient clipping, cosine schedule per epoch),
+    the non-finite loss guard, training/validation metrics and validation with
+    :meth:`eval_architecture`. Subclasses add how architectures are chosen: the second optimizer
+    (:meth:`architecture_optimizer`), ``training_step``, :meth:`eval_architecture` and
+    :meth:`genotype`.
     """
 
     algorithm_name = "base"
@@ -50,23 +52,103 @@ class OneShotSearch(pl.LightningModule):
 
     def __init__(self, supernet: nn.Module, *, num_classes: int,
                  weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
-                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
-                 alpha_init_std: float = 1e-3, options: Mapping[str, Any] | None = None) -> None:
+                 hparams: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters({
             "algorithm": self.algorithm_name, "num_classes": num_classes,
-            "weight_optimizer": asdict(weight_optimizer), "arch_optimizer": asdict(arch_optimizer),
-            "alpha_init_std": alpha_init_std, **dict(options or {}),
+            "weight_optimizer": asdict(weight_optimizer), **dict(hparams or {}),
         })
         self.supernet = supernet
-        self.arch = ArchitectureParameters(supernet.choice_points(), init_std=alpha_init_std)
         self.weight_optimizer_config = weight_optimizer
-        self.arch_optimizer_config = arch_optimizer
         self.criterion = nn.CrossEntropyLoss()
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.loss_guard = NonFiniteLossGuard()
+
+    def genotype(self) -> Any:
+        """The architecture the search currently recommends, as a genotype of its space."""
+        raise NotImplementedError
+
+    def eval_architecture(self) -> Mapping[str, ArchRow]:
+        """The architecture the supernet is validated with."""
+        raise NotImplementedError
+
+    def architecture_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of whatever chooses architectures (second in ``optimizers()``)."""
+        raise NotImplementedError
+
+    def parameters_outside_ddp(self) -> list[nn.Parameter]:
+        """Parameters DDP must not average because their gradients are reduced explicitly."""
+        return []
+
+    def weight_step(self, batch: Batch, arch: Mapping[str, ArchRow], batch_idx: int,
+                    other_losses: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """One SGD step of the supernet weights on ``batch`` with ``arch``; returns the loss.
+
+        ``other_losses`` (detached) join the weight loss in the non-finite guard.
+        """
+        weight_opt = self.optimizers()[0]
+        x, y = batch
+        logits = self.supernet(x, arch)
+        loss = self.criterion(logits, y)
+        weight_opt.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(weight_opt, gradient_clip_val=self.weight_optimizer_config.grad_clip,
+                            gradient_clip_algorithm="norm")
+        weight_opt.step()
+        self.loss_guard.observe({"weight": loss, **dict(other_losses or {})},
+                                epoch=self.current_epoch, batch=batch_idx)
+        if self.loss_guard.due(self.device, batch_idx):
+            self.loss_guard.check()
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss.detach()
+
+    # -- Lightning hooks --------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        w_cfg = self.weight_optimizer_config
+        weight_opt = torch.optim.SGD(self.supernet.parameters(), lr=w_cfg.lr, momentum=w_cfg.momentum,
+                                     weight_decay=w_cfg.weight_decay)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=epochs, eta_min=w_cfg.lr_min)
+        return [weight_opt, self.architecture_optimizer()], [schedule]
+
+    def on_train_epoch_start(self) -> None:
+        """Bring the cosine schedule to this epoch (also right after resuming from a checkpoint)."""
+        schedule = self.lr_schedulers()
+        while schedule.last_epoch < self.current_epoch:
+            schedule.step()
+
+    def on_train_epoch_end(self) -> None:
+        self.loss_guard.check()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.supernet(x, self.eval_architecture())
+        self.val_acc(logits, y)
+        self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+
+class OneShotSearch(SupernetSearch):
+    """A supernet with alpha logits per choice point.
+
+    Each training step takes ``{"train": (x, y), "val": (x, y)}``: :meth:`architecture_step` on the
+    ``val`` (alpha) half, then a weight step on the ``train`` half with :meth:`training_architecture`.
+    Subclasses define those two and :meth:`eval_architecture`; the rest is shared.
+    """
+
+    def __init__(self, supernet: nn.Module, *, num_classes: int,
+                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
+                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
+                 alpha_init_std: float = 1e-3, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
+                         hparams={"arch_optimizer": asdict(arch_optimizer),
+                                  "alpha_init_std": alpha_init_std, **dict(options or {})})
+        self.arch = ArchitectureParameters(supernet.choice_points(), init_std=alpha_init_std)
+        self.arch_optimizer_config = arch_optimizer
 
     # -- the architecture -------------------------------------------------------------------
     def arch_weights(self) -> dict[str, torch.Tensor]:
@@ -80,10 +162,6 @@ class OneShotSearch(pl.LightningModule):
 
     def training_architecture(self) -> Mapping[str, ArchRow]:
         """The architecture the weight step trains (no gradient to the alphas)."""
-        raise NotImplementedError
-
-    def eval_architecture(self) -> Mapping[str, ArchRow]:
-        """The architecture the supernet is validated with."""
         raise NotImplementedError
 
     def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
@@ -108,17 +186,13 @@ class OneShotSearch(pl.LightningModule):
             alpha.grad = grad.view_as(alpha)
         arch_opt.step()
 
-    # -- Lightning hooks --------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        w_cfg, a_cfg = self.weight_optimizer_config, self.arch_optimizer_config
-        weight_opt = torch.optim.SGD(self.supernet.parameters(), lr=w_cfg.lr, momentum=w_cfg.momentum,
-                                     weight_decay=w_cfg.weight_decay)
-        arch_opt = torch.optim.Adam(self.arch.parameters(), lr=a_cfg.lr, betas=tuple(a_cfg.betas),
-                                    weight_decay=a_cfg.weight_decay)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=epochs, eta_min=w_cfg.lr_min)
-        return [weight_opt, arch_opt], [schedule]
+    def architecture_optimizer(self) -> torch.optim.Optimizer:
+        """Adam on the alphas."""
+        a_cfg = self.arch_optimizer_config
+        return torch.optim.Adam(self.arch.parameters(), lr=a_cfg.lr, betas=tuple(a_cfg.betas),
+                                weight_decay=a_cfg.weight_decay)
 
+    # -- Lightning hooks --------------------------------------------------------------------
     def on_fit_start(self) -> None:
         """Start every process from rank 0's alphas."""
         if self.trainer.world_size > 1:
@@ -128,37 +202,7 @@ class OneShotSearch(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> torch.Tensor:
         arch_loss = self.architecture_step(batch["train"], batch["val"])
-        weight_opt = self.optimizers()[0]
-        x, y = batch["train"]
-        logits = self.supernet(x, self.training_architecture())
-        loss = self.criterion(logits, y)
-        weight_opt.zero_grad()
-        self.manual_backward(loss)
-        self.clip_gradients(weight_opt, gradient_clip_val=self.weight_optimizer_config.grad_clip,
-                            gradient_clip_algorithm="norm")
-        weight_opt.step()
-        self.loss_guard.observe({"weight": loss, "architecture": arch_loss},
-                                epoch=self.current_epoch, batch=batch_idx)
-        if self.loss_guard.due(self.device, batch_idx):
-            self.loss_guard.check()
-        self.train_acc(logits.detach(), y)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True)
+        loss = self.weight_step(batch["train"], self.training_architecture(), batch_idx,
+                                {"architecture": arch_loss})
         self.log("train/arch_loss", arch_loss, on_step=True, on_epoch=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss.detach()
-
-    def on_train_epoch_start(self) -> None:
-        """Bring the cosine schedule to this epoch (also right after resuming from a checkpoint)."""
-        schedule = self.lr_schedulers()
-        while schedule.last_epoch < self.current_epoch:
-            schedule.step()
-
-    def on_train_epoch_end(self) -> None:
-        self.loss_guard.check()
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        x, y = batch
-        logits = self.supernet(x, self.eval_architecture())
-        self.val_acc(logits, y)
-        self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        return loss
