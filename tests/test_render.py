@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import graphviz
 import pytest
@@ -26,8 +27,9 @@ def _edges(source: str) -> list[tuple[str, str, str | None]]:
     for line in source.splitlines():
         match = EDGE.match(line)
         if match:
-            label = re.search(r"label=(\w+)", match.group(3) or "")
-            found.append((match.group(1), match.group(2), label.group(1) if label else None))
+            label = re.search(r'label=("[^"]*"|\w+)', match.group(3) or "")
+            found.append((match.group(1), match.group(2),
+                          label.group(1).strip('"') if label else None))
     return found
 
 
@@ -162,3 +164,18 @@ def test_svg_and_png_drawn_by_dot(darts_v2, tmp_path) -> None:
     pixels = graph_pixels(graphs["reduce"])
     assert pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype.name == "uint8"
     assert pixels.shape[1] > pixels.shape[0] > 50  # drawn left to right
+
+
+def test_proxyless_block_list_edges_and_clusters() -> None:
+    genotype = SimpleNamespace(stem_channels=8, first_channels=4, head_channels=32, stages=(
+        (6, 1, ("mb3_k3", "zero")), (10, 2, ("mb6_k5",))))
+    source = cell_graphs("proxyless", genotype)["blocks"].source
+    assert _edges(source) == [
+        ("input", "stem", "conv_3x3"), ("stem", "first", "mb1_k3"),
+        ("first", "b0", "block_0: mb3_k3"), ("b0", "b1", "block_1: skipped"),
+        ("b1", "b2", "block_2: mb6_k5"), ("b2", "head", "conv_1x1"), ("head", "output", "pool, linear")]
+    assert _nodes(source) == {"input": "input, 3 ch", "stem": "8 ch", "first": "4 ch", "b0": "6 ch",
+                              "b1": "6 ch", "b2": "10 ch, 1/2", "head": "32 ch, 1/2", "output": "logits"}
+    assert 'label="stage 1: 10 ch, stride 2"' in source
+    skipped = next(line for line in source.splitlines() if "b0 -> b1" in line)
+    assert "style=dashed" in skipped

@@ -7,6 +7,7 @@ from typing import Any, Callable
 import graphviz
 
 from oneshot.render.darts import darts_cell_graphs
+from oneshot.render.proxyless import proxyless_graphs
 from supernets.errors import SpaceError
 
 Renderer = Callable[[Any], dict[str, graphviz.Digraph]]
@@ -14,6 +15,7 @@ Renderer = Callable[[Any], dict[str, graphviz.Digraph]]
 
 RENDERERS: dict[str, Renderer] = {
     "darts": darts_cell_graphs,
+    "proxyless": proxyless_graphs,
 }
 
 
