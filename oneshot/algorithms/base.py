@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
@@ -118,8 +119,10 @@ class SupernetSearch(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         """Bring the cosine schedule to this epoch (also right after resuming from a checkpoint)."""
         schedule = self.lr_schedulers()
-        while schedule.last_epoch < self.current_epoch:
-            schedule.step()
+        with warnings.catch_warnings():  # after a resume it steps before this process's first optimizer step
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            while schedule.last_epoch < self.current_epoch:
+                schedule.step()
 
     def on_train_epoch_end(self) -> None:
         self.loss_guard.check()

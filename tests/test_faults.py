@@ -1,0 +1,64 @@
+"""Faults during a search: full disk, NaN loss; one-line errors, exit code 2, checkpoint kept."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import oneshot.checkpointing as checkpointing
+import oneshot.train as train_module
+from conftest import compose_search
+from oneshot.cli import report_user_errors
+from oneshot.checkpointing import load_checkpoint_file
+from oneshot.guards import NonFiniteLossError
+from oneshot.train import train
+
+
+def test_full_disk_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    def no_space(checkpoint: dict, path: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpointing, "save_atomic", no_space)
+    with pytest.raises(SystemExit) as exited:
+        report_user_errors(train)(compose_search(f"run_dir={tmp_path / 'run'}", "trainer.max_epochs=1"))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("error: cannot write ") and "last.ckpt: No space left on device" in err
+
+
+def test_other_os_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(checkpoint: dict, path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(checkpointing, "save_atomic", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        report_user_errors(train)(compose_search(f"run_dir={tmp_path / 'run'}", "trainer.max_epochs=1"))
+
+
+class PoisonWeights(pl.Callback):
+    """Fill the supernet weights with NaN at the start of epoch 1."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            with torch.no_grad():
+                for weight in pl_module.supernet.parameters():
+                    weight.fill_(float("nan"))
+
+
+def test_nan_in_a_later_epoch_keeps_the_last_good_checkpoint(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    build = train_module.build_trainer
+    monkeypatch.setattr(train_module, "build_trainer",
+                        lambda cfg, run_dir, callbacks: build(cfg, run_dir, [*callbacks, PoisonWeights()]))
+    run_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, batch 0"):
+        train_module.train(compose_search(f"run_dir={run_dir}", "trainer.max_epochs=3"))
+    checkpoint = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
