@@ -173,7 +173,7 @@ class CellDiagramWriter(pl.Callback):
         epoch = trainer.current_epoch
         graphs = cell_graphs(self.space, pl_module.genotype())
         for cell, graph in graphs.items():
-            graph.attr(label=f"{cell} cell, epoch {epoch}")
+            graph.attr(label=f"{graph.graph_attr.get('label', cell)}, epoch {epoch}")
         folder, prefix = self.run_dir / "diagrams", f"epoch_{epoch:03d}_"
         try:
             write_diagrams(graphs, folder, "svg", prefix=prefix)

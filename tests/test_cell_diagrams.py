@@ -14,6 +14,7 @@ from oneshot.render import dot_available
 from oneshot.train import train
 from supernets.darts.genotype import DartsGenotype
 from supernets.genotype_file import load_genotype_file
+from supernets.nb201.genotype import Nb201Genotype
 
 needs_dot = pytest.mark.skipif(not dot_available(), reason="Graphviz's dot program is not installed")
 
@@ -62,3 +63,15 @@ def test_space_without_renderer_warns_once_and_draws_nothing(tmp_path) -> None:
         callback.on_train_epoch_end(trainer, module)
         callback.on_train_epoch_end(trainer, module)
     assert len(caught) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_nb201_epoch_diagram_is_named_by_its_cell(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    genotype = Nb201Genotype.from_text(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|")
+    callback = CellDiagramWriter(tmp_path, space="nb201")
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=3, loggers=[])
+    with pytest.warns(UserWarning, match="written as dot source"):
+        callback.on_train_epoch_end(trainer, SimpleNamespace(genotype=lambda: genotype))
+    source = (tmp_path / "diagrams" / "epoch_003_cell.dot").read_text()
+    assert 'label="cell, epoch 3"' in source and "n2 -> n3 [label=nor_conv_1x1" in source

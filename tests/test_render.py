@@ -15,6 +15,7 @@ from oneshot.render import registry
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published
 from supernets.errors import SpaceError
+from supernets.nb201.genotype import Nb201Genotype
 
 EDGE = re.compile(r"^\s*(\w+) -> (\w+)(?: \[(.*)\])?$")
 NODE = re.compile(r'^\s*(\w+) \[label=("[^"]*"|\S+)')
@@ -179,3 +180,14 @@ def test_proxyless_block_list_edges_and_clusters() -> None:
     assert 'label="stage 1: 10 ch, stride 2"' in source
     skipped = next(line for line in source.splitlines() if "b0 -> b1" in line)
     assert "style=dashed" in skipped
+
+
+def test_nb201_cell_edges_leave_out_none() -> None:
+    genotype = Nb201Genotype.from_text(
+        "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|")
+    graphs = cell_graphs("nb201", genotype)
+    assert list(graphs) == ["cell"]
+    source = graphs["cell"].source
+    assert _nodes(source) == {"n0": "0 (input)", "n1": "1", "n2": "2", "n3": "3 (output)"}
+    assert _edges(source) == [("n0", "n1", "nor_conv_3x3"), ("n1", "n2", "avg_pool_3x3"),
+                              ("n0", "n3", "skip_connect"), ("n2", "n3", "nor_conv_1x1")]

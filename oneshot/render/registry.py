@@ -7,6 +7,7 @@ from typing import Any, Callable
 import graphviz
 
 from oneshot.render.darts import darts_cell_graphs
+from oneshot.render.nb201 import nb201_cell_graphs
 from oneshot.render.proxyless import proxyless_graphs
 from supernets.errors import SpaceError
 
@@ -15,6 +16,7 @@ Renderer = Callable[[Any], dict[str, graphviz.Digraph]]
 
 RENDERERS: dict[str, Renderer] = {
     "darts": darts_cell_graphs,
+    "nb201": nb201_cell_graphs,
     "proxyless": proxyless_graphs,
 }
 
