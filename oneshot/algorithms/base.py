@@ -127,6 +127,10 @@ class SupernetSearch(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.loss_guard.check()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Never save weights that came from a non-finite loss (checked before every save)."""
+        self.loss_guard.check()
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self.supernet(x, self.eval_architecture())
