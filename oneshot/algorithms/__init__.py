@@ -9,6 +9,7 @@ from torch import nn
 
 from oneshot.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
 from oneshot.algorithms.darts import DartsSearch
+from oneshot.algorithms.gumbel import GdasSearch, GumbelSearch, SnasSearch
 from oneshot.errors import ConfigError
 
 
@@ -20,8 +21,21 @@ def _build_darts(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> 
         alpha_init_std=float(cfg.get("alpha_init_std", 1e-3)))
 
 
+def _build_gumbel(search: type[GumbelSearch]) -> Callable[[nn.Module, int, dict[str, Any]],
+                                                          pl.LightningModule]:
+    def build(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
+        options = dict(cfg)
+        return search(
+            supernet, num_classes=num_classes,
+            weight_optimizer=WeightOptimizerConfig(**options.pop("weight_optimizer", {})),
+            arch_optimizer=ArchOptimizerConfig(**options.pop("arch_optimizer", {})), **options)
+    return build
+
+
 ALGORITHMS: dict[str, Callable[[nn.Module, int, dict[str, Any]], pl.LightningModule]] = {
     "darts": _build_darts,
+    "gdas": _build_gumbel(GdasSearch),
+    "snas": _build_gumbel(SnasSearch),
 }
 
 

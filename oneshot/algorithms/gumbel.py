@@ -1,0 +1,154 @@
+"""GDAS and SNAS: architectures sampled with the Gumbel-softmax relaxation of ``softmax(alpha)``.
+
+GDAS (Dong & Yang, 2019) runs one sampled candidate per choice point (hard, straight-through);
+SNAS (Xie et al., 2019) mixes every candidate with the relaxed sample's weights (soft). Both
+anneal the temperature per epoch from ``tau_max`` to ``tau_min``, linearly as the reference
+code of both does, and draw the Gumbel noise from generators seeded from ``(seed, step)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from oneshot.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.algorithms.sampling import one_hot_rows, step_generator
+from oneshot.errors import ConfigError
+from supernets.mixed import ArchRow, SparseRow
+
+TAU_SCHEDULES = ("linear", "exponential")
+ARCH_STREAM, WEIGHT_STREAM = 0, 1
+
+
+def temperature(epoch: int, epochs: int, *, tau_max: float, tau_min: float,
+                schedule: str = "linear") -> float:
+    """The temperature of ``epoch`` (0-based) of ``epochs``: ``tau_max`` at the first epoch,
+    ``tau_min`` at the last; in between linear (GDAS's and SNAS's code) or geometric."""
+    progress = min(epoch / (epochs - 1), 1.0) if epochs > 1 else 0.0
+    if schedule == "exponential":
+        return tau_max * (tau_min / tau_max) ** progress
+    return tau_max - (tau_max - tau_min) * progress
+
+
+def gumbel_softmax(alphas: Mapping[str, torch.Tensor], tau: float,
+                   generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``softmax((log_softmax(alpha) + g) / tau)`` per label, ``g`` standard Gumbel noise drawn
+    on the CPU from ``generator`` (differentiable in ``alpha``)."""
+    rows = {}
+    for label, alpha in alphas.items():
+        uniform = torch.rand(alpha.shape, generator=generator).clamp_(min=torch.finfo().tiny)
+        noise = -torch.log(-torch.log(uniform)).to(device=alpha.device, dtype=alpha.dtype)
+        rows[label] = torch.softmax((torch.log_softmax(alpha, dim=-1) + noise) / tau, dim=-1)
+    return rows
+
+
+def straight_through(soft: Mapping[str, torch.Tensor]) -> dict[str, SparseRow]:
+    """Per label the one-hot row of the soft row's argmax, running only that candidate.
+
+    Its weight is ``1 - soft.detach() + soft``: the value is one, the gradient is the soft
+    row's (one host synchronisation for all labels).
+    """
+    labels = list(soft)
+    indices = torch.stack([soft[label].argmax() for label in labels]).tolist()
+    rows = {}
+    for label, index in zip(labels, indices):
+        row = soft[label]
+        hard = torch.zeros_like(row)
+        hard[index] = 1.0
+        rows[label] = SparseRow(hard - row.detach() + row, (index,))
+    return rows
+
+
+class GumbelSearch(OneShotSearch):
+    """Bilevel search whose steps use Gumbel-softmax samples of the alphas.
+
+    The architecture step takes the gradient of the ``val``-half loss through a fresh sample;
+    the weight step trains another sample (without alpha gradient). Validation runs the
+    strongest candidate of every choice point. ``train/tau`` logs the temperature.
+    """
+
+    hard = False
+
+    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int = 0,
+                 tau_max: float = 10.0, tau_min: float = 0.1, tau_schedule: str = "linear",
+                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
+                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
+                 alpha_init_std: float = 1e-3) -> None:
+        tau_max, tau_min = float(tau_max), float(tau_min)
+        if not (math.isfinite(tau_max) and 0 < tau_min <= tau_max):
+            raise ConfigError(f"the temperatures must satisfy 0 < tau_min <= tau_max, got "
+                              f"tau_min={tau_min} and tau_max={tau_max}")
+        if tau_schedule not in TAU_SCHEDULES:
+            raise ConfigError(f"unknown tau_schedule '{tau_schedule}'; choose one of: "
+                              f"{', '.join(TAU_SCHEDULES)}")
+        super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
+                         arch_optimizer=arch_optimizer, alpha_init_std=alpha_init_std,
+                         options={"seed": seed, "tau_max": tau_max, "tau_min": tau_min,
+                                  "tau_schedule": tau_schedule})
+        self.seed = seed
+        self.tau_max, self.tau_min, self.tau_schedule = tau_max, tau_min, tau_schedule
+        self.tau = tau_max
+        self.sizes = {label: len(names) for label, names in self.arch.candidates.items()}
+
+    def sample(self, stream: int) -> dict[str, ArchRow]:
+        """A relaxed sample of the architecture for this step (differentiable in the alphas)."""
+        alphas = {label: self.arch.alphas[label] for label in self.arch.candidates}
+        soft = gumbel_softmax(alphas, self.tau, step_generator(self.seed, self.global_step, stream))
+        return dict(straight_through(soft)) if self.hard else dict(soft)
+
+    def training_architecture(self) -> Mapping[str, ArchRow]:
+        with torch.no_grad():
+            rows = self.sample(WEIGHT_STREAM)
+        if self.hard:
+            return one_hot_rows({label: row.active[0] for label, row in rows.items()},
+                                self.sizes, self.device)
+        return rows
+
+    def eval_architecture(self) -> Mapping[str, SparseRow]:
+        """The strongest candidate of every choice point, with weight 1."""
+        labels = list(self.arch.candidates)
+        best = torch.stack([self.arch.alphas[label].detach().argmax() for label in labels])
+        return one_hot_rows(dict(zip(labels, best.tolist())), self.sizes, self.device)
+
+    def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
+        x_a, y_a = batch_a
+        loss = self.criterion(self.supernet(x_a, self.sample(ARCH_STREAM)), y_a)
+        self.apply_arch_gradients(torch.autograd.grad(loss, self.arch.parameters_list()))
+        return loss.detach()
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.tau = temperature(self.current_epoch, max(1, self.trainer.max_epochs or 1),
+                               tau_max=self.tau_max, tau_min=self.tau_min,
+                               schedule=self.tau_schedule)
+        self.log("train/tau", self.tau, on_step=False, on_epoch=True)
+
+
+class GdasSearch(GumbelSearch):
+    """GDAS: one Gumbel-sampled candidate per choice point runs; its straight-through one-hot
+    weight carries the gradient to the alphas (temperature 10 to 0.1 by default)."""
+
+    algorithm_name = "gdas"
+    hard = True
+    ddp_find_unused_parameters = True
+
+
+class SnasSearch(GumbelSearch):
+    """SNAS: every candidate runs, mixed by the soft Gumbel-softmax sample (temperature 1 to
+    0.03 by default, as in the reference code); the architecture and weight steps alternate
+    on the two data halves like the other algorithms here."""
+
+    algorithm_name = "snas"
+
+    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int = 0,
+                 tau_max: float = 1.0, tau_min: float = 0.03, tau_schedule: str = "linear",
+                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
+                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
+                 alpha_init_std: float = 1e-3) -> None:
+        super().__init__(supernet, num_classes=num_classes, seed=seed, tau_max=tau_max,
+                         tau_min=tau_min, tau_schedule=tau_schedule,
+                         weight_optimizer=weight_optimizer, arch_optimizer=arch_optimizer,
+                         alpha_init_std=alpha_init_std)
