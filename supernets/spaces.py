@@ -14,6 +14,9 @@ from supernets.errors import SpaceError
 from supernets.nb201.derived import Nb201Network
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.search import Nb201Supernet
+from supernets.proxyless.derived import ProxylessNetwork
+from supernets.proxyless.genotype import ProxylessGenotype
+from supernets.proxyless.search import ProxylessSupernet
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ SPACES: dict[str, SpaceSpec] = {
                        build_network=DartsNetwork),
     "nb201": SpaceSpec(build_supernet=Nb201Supernet, genotype_from_dict=Nb201Genotype.from_dict,
                        build_network=Nb201Network),
+    "proxyless": SpaceSpec(build_supernet=ProxylessSupernet,
+                           genotype_from_dict=ProxylessGenotype.from_dict,
+                           build_network=ProxylessNetwork),
 }
 
 

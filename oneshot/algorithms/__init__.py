@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Callable
 
 import pytorch_lightning as pl
@@ -9,7 +10,9 @@ from torch import nn
 
 from oneshot.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
 from oneshot.algorithms.darts import DartsSearch
+from oneshot.algorithms.enas import ControllerConfig, EnasSearch
 from oneshot.algorithms.gumbel import GdasSearch, GumbelSearch, SnasSearch
+from oneshot.algorithms.proxyless import PROXYLESS_ARCH_OPTIMIZER, LatencyConfig, ProxylessSearch
 from oneshot.errors import ConfigError
 
 
@@ -18,6 +21,16 @@ def _build_darts(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> 
         supernet, num_classes=num_classes, unrolled=bool(cfg.get("unrolled", False)),
         weight_optimizer=WeightOptimizerConfig(**cfg.get("weight_optimizer", {})),
         arch_optimizer=ArchOptimizerConfig(**cfg.get("arch_optimizer", {})),
+        alpha_init_std=float(cfg.get("alpha_init_std", 1e-3)))
+
+
+def _build_proxyless(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
+    arch = {**asdict(PROXYLESS_ARCH_OPTIMIZER), **cfg.get("arch_optimizer", {})}
+    return ProxylessSearch(
+        supernet, num_classes=num_classes, seed=int(cfg.get("seed", 0)),
+        latency=LatencyConfig(**cfg.get("latency", {})),
+        weight_optimizer=WeightOptimizerConfig(**cfg.get("weight_optimizer", {})),
+        arch_optimizer=ArchOptimizerConfig(**arch),
         alpha_init_std=float(cfg.get("alpha_init_std", 1e-3)))
 
 
@@ -32,10 +45,20 @@ def _build_gumbel(search: type[GumbelSearch]) -> Callable[[nn.Module, int, dict[
     return build
 
 
+def _build_enas(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
+    options = dict(cfg)
+    return EnasSearch(
+        supernet, num_classes=num_classes,
+        controller=ControllerConfig(**options.pop("controller", {})),
+        weight_optimizer=WeightOptimizerConfig(**options.pop("weight_optimizer", {})), **options)
+
+
 ALGORITHMS: dict[str, Callable[[nn.Module, int, dict[str, Any]], pl.LightningModule]] = {
     "darts": _build_darts,
+    "enas": _build_enas,
     "gdas": _build_gumbel(GdasSearch),
     "snas": _build_gumbel(SnasSearch),
+    "proxyless": _build_proxyless,
 }
 
 

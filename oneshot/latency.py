@@ -1,0 +1,94 @@
+"""Measure a latency table: ``python -m oneshot.latency space=proxyless out=PATH``.
+
+Times every candidate of every choice point at the input shape it sees in the supernet, on the
+current device (eval mode, ``warmup`` untimed runs, the median of ``repeats`` timed runs), and
+writes ``{"device", "space", "unit": "ms", "entries": {label: {candidate: ms}}, "meta"}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from oneshot.cli import validate_overrides
+from oneshot.cost_table import CostTable
+from oneshot.errors import USER_ERRORS, ConfigError
+from supernets.cost import candidate_costs, latency_ms
+from supernets.spaces import create_supernet
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of ``device``: the GPU model, or the CPU model and thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"cpu: {model} ({torch.get_num_threads()} threads)"
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") or (name == "cuda" and not torch.cuda.is_available()):
+        raise ConfigError(f"device '{name}' is not available; choose cpu, cuda (with a GPU) or auto")
+    return torch.device(name)
+
+
+def _positive(cfg: DictConfig, key: str, low: int = 1) -> int:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def measure_table(cfg: DictConfig) -> CostTable:
+    """The latency table of ``cfg.space`` measured as ``cfg`` says (see ``latency.yaml``)."""
+    batch, size = _positive(cfg, "batch_size"), _positive(cfg, "image_size")
+    warmup, repeats = _positive(cfg, "warmup", 0), _positive(cfg, "repeats")
+    if cfg.threads is not None:
+        torch.set_num_threads(_positive(cfg, "threads"))
+    device = _device(cfg.device)
+    options = {k: v for k, v in OmegaConf.to_container(cfg.space, resolve=True).items()
+               if k != "name"}
+    supernet = create_supernet(cfg.space.name, **options).to(device)
+    measure = functools.partial(latency_ms, warmup=warmup, repeats=repeats)
+    entries = candidate_costs(supernet, (batch, 3, size, size), measure)
+    meta: dict[str, Any] = {
+        "input_size": [batch, 3, size, size], "warmup": warmup, "repeats": repeats,
+        "statistic": "median", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "space_options": options}
+    return CostTable(space=cfg.space.name, device=device_name(device), unit="ms",
+                     entries=entries, meta=meta)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code (2 with a one-line error for bad input)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = validate_overrides("oneshot.conf.latency", "latency", args)
+        table = measure_table(cfg)
+        table.save(cfg.out)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    fastest = sum(min(row.values()) for row in table.entries.values())
+    slowest = sum(max(row.values()) for row in table.entries.values())
+    print(f"{len(table.entries)} choice points of space '{table.space}' on {table.device}: "
+          f"{fastest:.2f} to {slowest:.2f} ms over the searchable blocks")
+    print(f"table: {cfg.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
