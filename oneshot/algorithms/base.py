@@ -75,9 +75,15 @@ class SupernetSearch(pl.LightningModule):
         """The architecture the supernet is validated with."""
         raise NotImplementedError
 
-    def architecture_optimizer(self) -> torch.optim.Optimizer:
-        """The optimizer of whatever chooses architectures (second in ``optimizers()``)."""
+    def architecture_optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer of whatever chooses architectures (second in ``optimizers()``), or
+        ``None`` for a search that trains only the supernet weights (SPOS)."""
         raise NotImplementedError
+
+    def weight_optimizer(self) -> Any:
+        """The supernet weights' optimizer (first in ``optimizers()``)."""
+        optimizers = self.optimizers()
+        return optimizers[0] if isinstance(optimizers, list) else optimizers
 
     def parameters_outside_ddp(self) -> list[nn.Parameter]:
         """Parameters DDP must not average because their gradients are reduced explicitly."""
@@ -89,7 +95,7 @@ class SupernetSearch(pl.LightningModule):
 
         ``other_losses`` (detached) join the weight loss in the non-finite guard.
         """
-        weight_opt = self.optimizers()[0]
+        weight_opt = self.weight_optimizer()
         x, y = batch
         logits = self.supernet(x, arch)
         loss = self.criterion(logits, y)
@@ -114,7 +120,8 @@ class SupernetSearch(pl.LightningModule):
                                      weight_decay=w_cfg.weight_decay)
         epochs = max(1, self.trainer.max_epochs or 1)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=epochs, eta_min=w_cfg.lr_min)
-        return [weight_opt, self.architecture_optimizer()], [schedule]
+        arch_opt = self.architecture_optimizer()
+        return [weight_opt] if arch_opt is None else [weight_opt, arch_opt], [schedule]
 
     def on_train_epoch_start(self) -> None:
         """Bring the cosine schedule to this epoch (also right after resuming from a checkpoint)."""
