@@ -70,6 +70,7 @@ class AlphaLogger(pl.Callback):
 
     Scalar tags are ``alpha/<label>/<candidate>`` (e.g. ``alpha/normal/edge_3/sep_conv_3x3``),
     images ``alpha_heatmap/<group>``, text ``genotype``; the TensorBoard step is the epoch.
+    A search without alphas (no ``arch`` attribute, e.g. ENAS) gets only the genotype text.
     """
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -77,6 +78,12 @@ class AlphaLogger(pl.Callback):
         if writer is None or not trainer.is_global_zero:
             return
         epoch = trainer.current_epoch
+        if hasattr(pl_module, "arch"):
+            self._log_alphas(writer, pl_module, epoch)
+        writer.add_text("genotype", f"`{pl_module.genotype()}`", epoch)
+
+    @staticmethod
+    def _log_alphas(writer: Any, pl_module: pl.LightningModule, epoch: int) -> None:
         weights = pl_module.arch_weights()
         candidates = pl_module.arch.candidates
         for label, row in weights.items():
@@ -88,7 +95,6 @@ class AlphaLogger(pl.Callback):
                 image = alpha_heatmap({label: weights[label] for label in labels}, names,
                                       f"{group} (epoch {epoch})")
                 writer.add_image(f"alpha_heatmap/{group}", image, epoch, dataformats="HWC")
-        writer.add_text("genotype", f"`{pl_module.genotype()}`", epoch)
 
 
 class GenotypeWriter(pl.Callback):
@@ -137,7 +143,7 @@ class GenotypeWriter(pl.Callback):
                            checkpoint: dict[str, Any]) -> None:
         checkpoint["oneshot"] = {
             "space": self.space,
-            "candidates": pl_module.arch.candidates,
+            "candidates": pl_module.supernet.choice_points(),
             "genotype": pl_module.genotype().to_dict(),
             "meta": self._meta(trainer),
         }
