@@ -1,4 +1,4 @@
-"""Print or write a genotype: ``python -m oneshot.export RUN_DIR_OR_FILE [--format FMT] [--out DIR]``.
+"""Print or write a genotype: ``python -m oneshot.export SOURCE [--format FMT] [--out DIR]``.
 
 ``json`` and ``darts`` print the genotype (or, with ``--out``, write ``genotype.json`` and
 ``genotype.txt``); ``svg``, ``png`` and ``dot`` write one cell diagram per cell into ``--out``;
@@ -82,11 +82,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="output format; repeat for several (default: json then darts); svg, "
                              "png and dot (cell diagrams) need --out")
     parser.add_argument("--out", metavar="DIR",
-                        help="write files into DIR instead of printing (genotype.json, genotype.txt, "
-                             "<cell>.svg|png|dot; the alpha plots)")
+                        help="write files into DIR instead of printing (genotype.json, "
+                             "genotype.txt, <cell>.svg|png|dot; the alpha plots)")
     parser.add_argument("--alpha-plot", action="store_true",
-                        help="write alpha_evolution_<group>.png from the run dir's TensorBoard events "
-                             "(into --out, default the run dir)")
+                        help="write alpha_evolution_<group>.png from the run dir's TensorBoard "
+                             "events (into --out, default the run dir)")
     return parser.parse_args(argv)
 
 

@@ -1,4 +1,4 @@
-"""Alpha evolution: the alpha/ scalars of a tiny search read back per edge and plotted per cell type."""
+"""Alpha evolution: a tiny search's alpha/ scalars read back per edge, plotted per cell type."""
 
 from __future__ import annotations
 

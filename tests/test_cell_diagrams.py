@@ -1,4 +1,4 @@
-"""A search writes each epoch's cell diagrams (SVG, or dot source without dot) and TensorBoard images."""
+"""A search writes each epoch's cell diagrams (SVG, or dot source) and TensorBoard images."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from supernets.darts.genotype import DartsGenotype
 from supernets.genotype_file import load_genotype_file
 from supernets.nb201.genotype import Nb201Genotype
 
-needs_dot = pytest.mark.skipif(not dot_available(), reason="Graphviz's dot program is not installed")
+needs_dot = pytest.mark.skipif(not dot_available(), reason="Graphviz's dot is not installed")
 
 
 def _images(run_dir) -> dict[str, list[int]]:
@@ -29,8 +29,9 @@ def _images(run_dir) -> dict[str, list[int]]:
 def test_search_writes_svg_per_epoch_and_tensorboard_images(search_run) -> None:
     run_dir = search_run["run_dir"]
     assert sorted(p.name for p in (run_dir / "diagrams").iterdir()) == [
-        "epoch_000_normal.svg", "epoch_000_reduce.svg", "epoch_001_normal.svg", "epoch_001_reduce.svg"]
-    genotype = DartsGenotype.from_dict(load_genotype_file(run_dir / "genotypes" / "epoch_001.json").genotype)
+        f"epoch_00{epoch}_{cell}.svg" for epoch in (0, 1) for cell in ("normal", "reduce")]
+    document = load_genotype_file(run_dir / "genotypes" / "epoch_001.json")
+    genotype = DartsGenotype.from_dict(document.genotype)
     svg = (run_dir / "diagrams" / "epoch_001_reduce.svg").read_text()
     assert "reduce cell, epoch 1" in svg
     assert all(op in svg for op, _ in genotype.reduce)
@@ -48,7 +49,7 @@ def test_search_without_dot_writes_dot_source_and_warns_once(tmp_path, monkeypat
     about_diagrams = [w for w in caught if "cell diagrams" in str(w.message)]
     assert len(about_diagrams) == 1 and "apt-get install graphviz" in str(about_diagrams[0].message)
     assert sorted(p.name for p in (run_dir / "diagrams").iterdir()) == [
-        "epoch_000_normal.dot", "epoch_000_reduce.dot", "epoch_001_normal.dot", "epoch_001_reduce.dot"]
+        f"epoch_00{epoch}_{cell}.dot" for epoch in (0, 1) for cell in ("normal", "reduce")]
     source = (run_dir / "diagrams" / "epoch_001_normal.dot").read_text()
     assert source.startswith("digraph normal {") and 'label="normal cell, epoch 1"' in source
     assert (run_dir / "genotype.json").is_file()

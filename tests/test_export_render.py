@@ -12,7 +12,7 @@ from oneshot.render import dot_available
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published
 
-needs_dot = pytest.mark.skipif(not dot_available(), reason="Graphviz's dot program is not installed")
+needs_dot = pytest.mark.skipif(not dot_available(), reason="Graphviz's dot is not installed")
 
 
 def _export(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
@@ -39,13 +39,15 @@ def test_without_dot_other_outputs_still_written(tmp_path, monkeypatch, capsys) 
                              "--format", "darts", "--out", out_dir)
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("error: Graphviz's `dot` program was not found")
-    assert "apt-get install graphviz" in err and err.rstrip().endswith("wrote the dot source (.dot) instead")
+    assert "apt-get install graphviz" in err
+    assert err.rstrip().endswith("wrote the dot source (.dot) instead")
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "genotype.json", "genotype.txt", "normal.dot", "reduce.dot"]
     published = get_published("PC_DARTS")[0]
     assert load_genotype(out_dir / "genotype.json").genotype == published
     assert DartsGenotype.from_text((out_dir / "genotype.txt").read_text()) == published
-    assert "normal.dot" in out and (out_dir / "normal.dot").read_text().startswith("digraph normal {")
+    assert str(out_dir / "normal.dot") in out.splitlines()
+    assert (out_dir / "normal.dot").read_text().startswith("digraph normal {")
 
 
 def test_dot_source_of_a_run_dir_matches_its_genotype(search_run, tmp_path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""The notebooks in notebooks/ run top to bottom (tiny settings) and are committed without outputs."""
+"""The notebooks run top to bottom (tiny settings) and are committed without outputs."""
 
 from __future__ import annotations
 

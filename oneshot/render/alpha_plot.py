@@ -1,4 +1,4 @@
-"""Alpha evolution: every edge's candidate probabilities over the epochs, from TensorBoard events."""
+"""Alpha evolution: each edge's candidate probabilities over the epochs, from TensorBoard events."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from oneshot.errors import ConfigError
 from oneshot.render.drawing import write_atomic
 
 AlphaHistory = dict[str, dict[str, list[tuple[int, float]]]]
-"""``label -> candidate -> [(epoch, probability), ...]``, e.g. ``history["normal/edge_3"]["skip_connect"]``."""
+"""``label -> candidate -> [(epoch, probability), ...]``: the alpha/ scalars of a run."""
 
 TAG_PREFIX = "alpha/"
 
@@ -106,7 +106,7 @@ def alpha_figures(history: AlphaHistory) -> dict[str, Figure]:
 
 
 def save_alpha_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Write ``alpha_evolution_<group>.png`` per group of a run into ``out_dir`` (default: the run dir)."""
+    """Write ``alpha_evolution_<group>.png`` per group into ``out_dir`` (default: the run dir)."""
     target = Path(run_dir if out_dir is None else out_dir)
     paths = []
     for group, fig in alpha_figures(read_alpha_history(run_dir)).items():

@@ -38,7 +38,8 @@ def dot_available() -> bool:
 def draw(graph: graphviz.Digraph, fmt: str) -> bytes:
     """``graph`` drawn by ``dot`` as ``svg`` or ``png`` bytes; GraphvizMissingError without dot."""
     if fmt not in IMAGE_FORMATS:
-        raise ConfigError(f"unknown image format '{fmt}'; choose one of: {', '.join(IMAGE_FORMATS)}")
+        raise ConfigError(f"unknown image format '{fmt}'; "
+                          f"choose one of: {', '.join(IMAGE_FORMATS)}")
     try:
         return graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound:

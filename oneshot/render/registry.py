@@ -12,7 +12,7 @@ from oneshot.render.proxyless import proxyless_graphs
 from supernets.errors import SpaceError
 
 Renderer = Callable[[Any], dict[str, graphviz.Digraph]]
-"""Draws a genotype: one graph per cell (or block list), keyed by a short name such as ``normal``."""
+"""Draws a genotype: one graph per cell (or block list), keyed by a short name (``normal``)."""
 
 RENDERERS: dict[str, Renderer] = {
     "darts": darts_cell_graphs,
@@ -22,7 +22,7 @@ RENDERERS: dict[str, Renderer] = {
 
 
 def register_renderer(space: str, renderer: Renderer) -> None:
-    """Draw genotypes of ``space`` with ``renderer`` (replaces an earlier renderer of that space)."""
+    """Draw genotypes of ``space`` with ``renderer`` (replacing any earlier one of that space)."""
     if not isinstance(space, str) or not space:
         raise SpaceError(f"a renderer needs a space name (a non-empty string), got {space!r}")
     if not callable(renderer):
