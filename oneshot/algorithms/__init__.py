@@ -13,6 +13,7 @@ from oneshot.algorithms.darts import DartsSearch
 from oneshot.algorithms.enas import ControllerConfig, EnasSearch
 from oneshot.algorithms.gumbel import GdasSearch, GumbelSearch, SnasSearch
 from oneshot.algorithms.proxyless import PROXYLESS_ARCH_OPTIMIZER, LatencyConfig, ProxylessSearch
+from oneshot.algorithms.spos import SearchConfig, SposSearch
 from oneshot.errors import ConfigError
 
 
@@ -53,12 +54,20 @@ def _build_enas(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> p
         weight_optimizer=WeightOptimizerConfig(**options.pop("weight_optimizer", {})), **options)
 
 
+def _build_spos(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
+    options = dict(cfg)
+    return SposSearch(
+        supernet, num_classes=num_classes, search=SearchConfig(**options.pop("search", {})),
+        weight_optimizer=WeightOptimizerConfig(**options.pop("weight_optimizer", {})), **options)
+
+
 ALGORITHMS: dict[str, Callable[[nn.Module, int, dict[str, Any]], pl.LightningModule]] = {
     "darts": _build_darts,
     "enas": _build_enas,
     "gdas": _build_gumbel(GdasSearch),
     "snas": _build_gumbel(SnasSearch),
     "proxyless": _build_proxyless,
+    "spos": _build_spos,
 }
 
 
