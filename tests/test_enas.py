@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 import oneshot.train as train_module
-from conftest import compose_search
+from conftest import TINY_SEARCH, compose_search
 from oneshot.algorithms import create_algorithm
 from oneshot.algorithms.controller import Controller
 from oneshot.algorithms.enas import (CONTROLLER_STREAM, DERIVE_STREAM, WEIGHT_STREAM,
@@ -27,6 +27,7 @@ from oneshot.train import train
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
 from supernets.decisions import flat_decisions, sampled_arch, sampled_genotype, sampling_decisions
+from supernets.proxyless.genotype import ProxylessGenotype
 from supernets.spaces import create_network
 from tasks import load_task
 
@@ -290,3 +291,22 @@ def test_search_is_reproducible_and_resumes_exactly(enas_run, tmp_path, monkeypa
     documents = [json.loads((path / "genotype.json").read_text())
                  for path in (tmp_path, enas_run["run_dir"])]
     assert documents[0]["genotype"] == documents[1]["genotype"]
+
+
+def test_search_on_the_proxyless_space_picks_one_op_per_block(tmp_path) -> None:
+    proxyless = ("space=proxyless", "space.stem_channels=4", "space.first_channels=4",
+                 "space.widths=[4,8]", "space.depths=[2,2]", "space.strides=[1,2]",
+                 "space.head_channels=8")
+    base = [o for o in TINY_SEARCH if not o.startswith("space.")]
+    result = train(compose_search(*ENAS, *proxyless, "trainer.max_epochs=1",
+                                  f"run_dir={tmp_path}", base=base))
+    loaded = load_genotype(tmp_path)
+    assert loaded.space == "proxyless" and loaded.genotype == result["genotype"]
+    derived = load_checkpoint_file(tmp_path / "checkpoints" / "last.ckpt")["enas"]["derived_choices"]
+    assert list(derived) == ["block_0", "block_1", "block_2", "block_3"]
+    names = ["mb3_k3", "mb3_k5", "mb3_k7", "mb6_k3", "mb6_k5", "mb6_k7", "zero"]
+    assert loaded.genotype.ops == tuple(names[derived[f"block_{k}"]] for k in range(4))
+    assert isinstance(loaded.genotype, ProxylessGenotype)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert {f"controller/block_1/{name}" for name in names} <= set(events.Tags()["scalars"])

@@ -1,0 +1,139 @@
+"""Seconds per ENAS shared-weight step and per controller step, and peak memory.
+
+Protocol (as benchmarks/search_step.py): one process per configuration, torch's default threads,
+one epoch through the real Lightning training loop with ``warmup + steps`` shared-weight steps
+followed by a controller phase of ``warmup + steps`` controller steps; the first ``warmup`` of
+each kind are dropped. A shared-weight step samples an architecture and trains it on one batch;
+a controller step samples an architecture, scores it on one batch of the architecture half and
+updates the controller. Prints the median, min and max seconds per step of each kind and the
+peak resident memory (CPU) or peak allocated memory (GPU).
+
+    python benchmarks/enas_step.py                       # DARTS space, paper search network
+    python benchmarks/enas_step.py --batch 32 --channels 8 --layers 5
+    python benchmarks/enas_step.py --all                 # both reference configurations
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+
+from oneshot.algorithms import create_algorithm
+from oneshot.datamodule import SearchDataModule
+from supernets.spaces import create_supernet
+from tasks import load_task
+
+REFERENCE_CONFIGS = (("64", "16", "8"), ("32", "8", "5"))
+
+
+class StepTimer(pl.Callback):
+    """Wall-clock seconds of every training step (the last one also runs the controller phase)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        _sync(pl_module.device)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        _sync(pl_module.device)
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[..., Any], device: Callable[[], torch.device],
+           record: list[float]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _sync(device())
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        _sync(device())
+        record.append(time.perf_counter() - start)
+        return out
+    return wrapper
+
+
+def _summary(name: str, seconds: list[float]) -> str:
+    return (f"  {name} s/step over {len(seconds)} steps: median {statistics.median(seconds):.3f}  "
+            f"min {min(seconds):.3f}  max {max(seconds):.3f}")
+
+
+def run(args: argparse.Namespace) -> None:
+    steps = args.warmup + args.steps
+    pl.seed_everything(0, verbose=False)
+    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
+                        image_size=32, num_classes=10)
+    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0)
+    supernet = create_supernet("darts", num_classes=10, channels=args.channels, layers=args.layers)
+    module = create_algorithm("enas", supernet, num_classes=10,
+                              cfg={"controller_steps": steps})
+    controller_seconds: list[float] = []
+    phase_seconds: list[float] = []
+    module.controller_step = _timed(module.controller_step, lambda: module.device, controller_seconds)
+    module.controller_phase = _timed(module.controller_phase, lambda: module.device, phase_seconds)
+    timer = StepTimer()
+    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
+                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[timer],
+                         use_distributed_sampler=False)
+    trainer.fit(module, datamodule=datamodule)
+    weight_seconds = timer.seconds[:-1] + [timer.seconds[-1] - phase_seconds[0]]
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
+        name = torch.cuda.get_device_name(device)
+    else:
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+        name = "cpu"
+    print(f"enas | space darts | batch {args.batch} | channels {args.channels} | "
+          f"cells {args.layers} | precision {args.precision} | torch {torch.__version__} | "
+          f"device {name} | threads {torch.get_num_threads()}")
+    print(_summary("shared-weight", weight_seconds[args.warmup:]))
+    print(_summary("controller", controller_seconds[args.warmup:]))
+    print(f"  peak memory {peak}", flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    parser.add_argument("--all", action="store_true", help="run the reference configurations, "
+                                                             "each in its own process")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    if not args.all:
+        run(args)
+        return
+    for batch, channels, layers in REFERENCE_CONFIGS:
+        subprocess.run([sys.executable, __file__, "--batch", batch, "--channels", channels,
+                        "--layers", layers, "--warmup", str(args.warmup), "--steps", str(args.steps),
+                        "--device", args.device, "--precision", args.precision], check=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
