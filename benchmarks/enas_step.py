@@ -42,11 +42,13 @@ class StepTimer(pl.Callback):
         self.seconds: list[float] = []
         self._start = 0.0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             *args: object) -> None:
         _sync(pl_module.device)
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           *args: object) -> None:
         _sync(pl_module.device)
         self.seconds.append(time.perf_counter() - self._start)
 
@@ -56,14 +58,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[..., Any], device: Callable[[], torch.device],
+def _timed(fn: Callable[..., Any], module: pl.LightningModule,
            record: list[float]) -> Callable[..., Any]:
+    """``fn`` recording its wall-clock seconds (after the module's device work) in ``record``."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _sync(device())
+        _sync(module.device)
         start = time.perf_counter()
         out = fn(*args, **kwargs)
-        _sync(device())
+        _sync(module.device)
         record.append(time.perf_counter() - start)
         return out
     return wrapper
@@ -85,8 +88,8 @@ def run(args: argparse.Namespace) -> None:
                               cfg={"controller_steps": steps})
     controller_seconds: list[float] = []
     phase_seconds: list[float] = []
-    module.controller_step = _timed(module.controller_step, lambda: module.device, controller_seconds)
-    module.controller_phase = _timed(module.controller_phase, lambda: module.device, phase_seconds)
+    module.controller_step = _timed(module.controller_step, module, controller_seconds)
+    module.controller_phase = _timed(module.controller_phase, module, phase_seconds)
     timer = StepTimer()
     trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
                          max_epochs=1, limit_train_batches=steps, limit_val_batches=0, logger=False,
@@ -119,8 +122,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
-    parser.add_argument("--all", action="store_true", help="run the reference configurations, "
-                                                             "each in its own process")
+    parser.add_argument("--all", action="store_true",
+                        help="run the reference configurations, each in its own process")
     return parser.parse_args(argv)
 
 
@@ -131,8 +134,9 @@ def main(argv: list[str]) -> None:
         return
     for batch, channels, layers in REFERENCE_CONFIGS:
         subprocess.run([sys.executable, __file__, "--batch", batch, "--channels", channels,
-                        "--layers", layers, "--warmup", str(args.warmup), "--steps", str(args.steps),
-                        "--device", args.device, "--precision", args.precision], check=True)
+                        "--layers", layers, "--warmup", str(args.warmup),
+                        "--steps", str(args.steps), "--device", args.device,
+                        "--precision", args.precision], check=True)
 
 
 if __name__ == "__main__":

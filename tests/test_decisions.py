@@ -1,4 +1,4 @@
-"""Spaces as sequences of decisions: ENAS micro cells of DARTS, the one-choice-per-label fallback."""
+"""Spaces as decision sequences: ENAS micro cells of DARTS, the one-choice-per-label fallback."""
 
 from __future__ import annotations
 
@@ -83,8 +83,9 @@ def test_sampled_cell_computes_the_sum_of_its_picked_ops() -> None:
         states = [cell.preprocess0(s0), cell.preprocess1(s1)]
         offsets = [0, 2, 5, 9]
         for node, pairs in enumerate(NORMAL):
-            states.append(sum(cell.edges[offsets[node] + j].ops[DARTS_PRIMITIVES.index(op)](states[j])
-                              for j, op in pairs))
+            edges = [cell.edges[offsets[node] + j] for j, _ in pairs]
+            states.append(sum(edge.ops[DARTS_PRIMITIVES.index(op)](states[j])
+                              for edge, (j, op) in zip(edges, pairs)))
     torch.testing.assert_close(out, torch.cat(states[2:], dim=1))
 
 

@@ -79,7 +79,8 @@ def test_samples_are_valid_architectures_with_matching_log_probs(space: str) -> 
         genotype = sampled_genotype(supernet, sample.choices)  # validated on construction
         if space == "darts":
             assert DartsGenotype.from_dict(genotype.to_dict()) == genotype
-        manual = sum(torch.log(sample.probs[label][index]) for label, index in sample.choices.items())
+        manual = sum(torch.log(sample.probs[label][index])
+                     for label, index in sample.choices.items())
         torch.testing.assert_close(sample.log_prob.detach(), manual)
         again = controller.evaluate(sample.choices)
         torch.testing.assert_close(again.log_prob, sample.log_prob)
@@ -147,7 +148,8 @@ def test_fixed_reward_for_one_op_raises_its_probability_and_derive_keeps_the_bes
     ops = sampling_decisions(module.supernet)[0].ops
     before = _mean_skip_probability(module.controller, ops)
     # The reward is the share of skip_connect among the sampled operations.
-    module.accuracy = lambda batch, choices: torch.tensor(len(batch[1]) * _skip_fraction(choices, ops))
+    module.accuracy = lambda batch, choices: torch.tensor(
+        len(batch[1]) * _skip_fraction(choices, ops))
     trainer = _fit(module, datamodule, tmp_path)
     after = _mean_skip_probability(module.controller, ops)
     assert after > before + 0.05, (before, after)
@@ -252,7 +254,7 @@ def test_tensorboard_controller_tags(enas_run) -> None:
                               size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for name in ("reward", "baseline", "entropy", "loss", "best_accuracy"):
+    for name in ("reward", "accuracy", "baseline", "entropy", "loss", "best_accuracy"):
         assert [e.step for e in events.Scalars(f"controller/{name}")] == [0, 1]
     decisions = flat_decisions(sampling_decisions(DartsSupernet(channels=4, layers=3)))
     expected = {f"controller/{d.label}/{name}" for d in decisions for name in d.candidates}
@@ -302,7 +304,8 @@ def test_search_on_the_proxyless_space_picks_one_op_per_block(tmp_path) -> None:
                                   f"run_dir={tmp_path}", base=base))
     loaded = load_genotype(tmp_path)
     assert loaded.space == "proxyless" and loaded.genotype == result["genotype"]
-    derived = load_checkpoint_file(tmp_path / "checkpoints" / "last.ckpt")["enas"]["derived_choices"]
+    checkpoint = load_checkpoint_file(tmp_path / "checkpoints" / "last.ckpt")
+    derived = checkpoint["enas"]["derived_choices"]
     assert list(derived) == ["block_0", "block_1", "block_2", "block_3"]
     names = ["mb3_k3", "mb3_k5", "mb3_k7", "mb6_k3", "mb6_k5", "mb6_k7", "zero"]
     assert loaded.genotype.ops == tuple(names[derived[f"block_{k}"]] for k in range(4))

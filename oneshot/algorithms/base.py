@@ -1,4 +1,4 @@
-"""What one-shot searches share: the supernet weight step, optimizers, metrics; alphas for DARTS-likes."""
+"""What one-shot searches share: the weight step, optimizers, metrics; alphas where there are."""
 
 from __future__ import annotations
 

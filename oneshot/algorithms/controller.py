@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import nn
 
-from supernets.decisions import CellChoices, Choice, Decision, flat_decisions
+from supernets.decisions import CellChoices, Decision, flat_decisions
 from supernets.errors import SpaceError
 
 Pick = Callable[[str, torch.Tensor], torch.Tensor]
@@ -45,10 +45,12 @@ class Controller(nn.Module):
                  init_range: float = 0.1) -> None:
         super().__init__()
         if not decisions:
-            raise SpaceError("the controller needs at least one decision; the search space has none")
+            raise SpaceError("the controller needs at least one decision; "
+                             "the search space has none")
         for name, value in (("temperature", temperature), ("tanh_constant", tanh_constant)):
             if value is not None and not value > 0:
-                raise SpaceError(f"controller {name} must be positive (or null for none), got {value}")
+                raise SpaceError(f"controller {name} must be positive (or null for none), "
+                                 f"got {value}")
         self.decisions = list(decisions)
         self.labels = {choice.label: choice.candidates for choice in flat_decisions(self.decisions)}
         self.temperature = temperature

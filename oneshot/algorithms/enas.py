@@ -162,7 +162,7 @@ class EnasSearch(SupernetSearch):
 
     def controller_phase(self) -> None:
         """``controller_steps`` controller steps on batches of the architecture half."""
-        self._epoch_stats = {"reward": [], "entropy": [], "loss": []}
+        self._epoch_stats = {"reward": [], "accuracy": [], "entropy": [], "loss": []}
         self._prob_sums = {}
         self.best_choices, self.best_accuracy = None, None
         for step, batch in enumerate(islice(self._architecture_batches(), self.controller_steps)):
@@ -215,7 +215,7 @@ class EnasSearch(SupernetSearch):
             self.derive()
 
     def derive(self) -> dict[str, int]:
-        """Sample ``derive_samples`` architectures, keep the best on the first validation batches."""
+        """Keep the best of ``derive_samples`` samples on the first ``derive_batches`` batches."""
         loader = self.trainer.val_dataloaders
         batches = [self.trainer.strategy.batch_to_device(batch)
                    for batch in islice(loader, self.derive_batches)]
@@ -240,12 +240,13 @@ class EnasSearch(SupernetSearch):
 
     def on_train_end(self) -> None:
         if self.derived_choices is None:
-            rank_zero_warn("ENAS derives its genotype in the last epoch's validation, which did not "
-                           "run; genotype.json holds the last epoch's best sampled architecture")
+            rank_zero_warn("ENAS derives its genotype in the last epoch's validation, which did "
+                           "not run; genotype.json holds the last epoch's best sample")
 
     # -- checkpoints and logging --------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["enas"] = {"best_choices": self.best_choices, "best_accuracy": self.best_accuracy,
+        checkpoint["enas"] = {"best_choices": self.best_choices,
+                              "best_accuracy": self.best_accuracy,
                               "derived_choices": self.derived_choices}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -258,6 +259,7 @@ class EnasSearch(SupernetSearch):
                 loss: float) -> None:
         stats = self._epoch_stats
         stats["reward"].append(reward)
+        stats["accuracy"].append(accuracy)
         stats["entropy"].append(float(sample.entropy.detach()))
         stats["loss"].append(loss)
         for label, probs in sample.probs.items():
@@ -274,8 +276,9 @@ class EnasSearch(SupernetSearch):
         return None
 
     def _log_controller(self) -> None:
-        """Per epoch (TensorBoard step = epoch): reward, baseline, entropy, loss, the best sample's
-        accuracy and genotype, and every decision's mean probabilities over the phase."""
+        """Per epoch (TensorBoard step = epoch): mean reward, accuracy, entropy and loss of the
+        phase, the final baseline, the best sample's accuracy and genotype, and every decision's
+        probabilities averaged over the phase's samples."""
         writer = self._tensorboard()
         steps = len(self._epoch_stats["reward"])
         if writer is None or steps == 0:
