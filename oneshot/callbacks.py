@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from oneshot.benchmark_table import BenchmarkTable
 from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels, list_renderers,
                             write_diagrams)
 from supernets.genotype_file import save_genotype_file
@@ -101,13 +102,16 @@ class GenotypeWriter(pl.Callback):
     """Writes ``genotypes/epoch_NNN.json`` each epoch and ``genotype.json`` when the search ends.
 
     The checkpoint also carries the space name, the candidates and the genotype, so that
-    ``oneshot.export`` can read a checkpoint without the config.
+    ``oneshot.export`` can read a checkpoint without the config. With a ``benchmark`` table, the
+    meta's ``benchmark`` holds the genotype's row of results (``null`` when the table lacks it).
     """
 
-    def __init__(self, run_dir: Path, *, space: str, meta: Mapping[str, Any]) -> None:
+    def __init__(self, run_dir: Path, *, space: str, meta: Mapping[str, Any],
+                 benchmark: BenchmarkTable | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.space = space
         self.meta = dict(meta)
+        self.benchmark = benchmark
 
     def _meta(self, trainer: pl.Trainer) -> dict[str, Any]:
         value = trainer.callback_metrics.get("val/acc")
@@ -122,20 +126,25 @@ class GenotypeWriter(pl.Callback):
             return {}
         return {"params": derived_params(self.space, genotype)}
 
+    def _benchmark(self, genotype: Any) -> dict[str, Any]:
+        """``benchmark``: the genotype's results in the benchmark table, if one is given."""
+        return {} if self.benchmark is None else {"benchmark": self.benchmark.lookup(str(genotype))}
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         path = self.run_dir / "genotypes" / f"epoch_{trainer.current_epoch:03d}.json"
         genotype = pl_module.genotype()
         save_genotype_file(path, space=self.space, genotype=genotype.to_dict(),
-                           meta={**self._meta(trainer), **self._params(genotype)})
+                           meta={**self._meta(trainer), **self._params(genotype),
+                                 **self._benchmark(genotype)})
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         genotype = pl_module.genotype()
         meta = {**self._meta(trainer), "epoch": max(0, trainer.current_epoch - 1),
-                **self._params(genotype)}
+                **self._params(genotype), **self._benchmark(genotype)}
         save_genotype_file(self.run_dir / "genotype.json", space=self.space,
                            genotype=genotype.to_dict(), meta=meta)
 
@@ -147,6 +156,31 @@ class GenotypeWriter(pl.Callback):
             "genotype": pl_module.genotype().to_dict(),
             "meta": self._meta(trainer),
         }
+
+
+class BenchmarkLogger(pl.Callback):
+    """Each epoch: the genotype's results in a benchmark table as ``benchmark/<column>`` scalars
+    (step = epoch). A genotype the table lacks gets one warning and no values."""
+
+    def __init__(self, table: BenchmarkTable) -> None:
+        self.table = table
+        self._warned: set[str] = set()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        arch = str(pl_module.genotype())
+        results = self.table.lookup(arch)
+        if results is None:
+            if arch not in self._warned:
+                warnings.warn(self.table.missing_message(arch), stacklevel=2)
+                self._warned.add(arch)
+            return
+        writer = _tensorboard(trainer)
+        if writer is not None:
+            for column, value in results.items():
+                if value is not None:
+                    writer.add_scalar(f"benchmark/{column}", value, trainer.current_epoch)
 
 
 class CellDiagramWriter(pl.Callback):

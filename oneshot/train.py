@@ -13,7 +13,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from oneshot.algorithms import create_algorithm
-from oneshot.callbacks import AlphaLogger, CellDiagramWriter, EpochSeed, GenotypeWriter
+from oneshot.benchmark_table import BenchmarkTable, load_benchmark_table
+from oneshot.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
+                               GenotypeWriter)
 from oneshot.checkpointing import AtomicCheckpointIO
 from oneshot.cli import report_user_errors, run_cli
 from oneshot.datamodule import SearchDataModule
@@ -46,6 +48,15 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"task.subset must be an integer of at least 2 (or null), got {subset!r}")
 
 
+def benchmark_table(cfg: DictConfig) -> BenchmarkTable | None:
+    """The table named by ``benchmark.table``, read and checked, or ``None`` when unset."""
+    node = cfg.get("benchmark")  # absent from the config of a run started before the option
+    if node is None or not node.table:
+        return None
+    return load_benchmark_table(node.table, arch_column=node.arch_column,
+                                columns=None if node.columns is None else list(node.columns))
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The Lightning Trainer for ``cfg.trainer``, logging to TensorBoard and checkpointing in ``run_dir``."""
     options = {k: v for k, v in _options(cfg.trainer, drop=()).items() if v is not None}
@@ -74,6 +85,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume is not None:
         cfg = resume.config
     check_config(cfg)
+    table = benchmark_table(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = load_task(cfg.task.name, **_options(cfg.task, drop=("name", "subset")))
     datamodule = SearchDataModule(dataset, batch_size=cfg.data.batch_size, seed=cfg.seed,
@@ -87,8 +99,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = resume.run_dir if resume is not None else resolve_run_dir(cfg)
     meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed}
     callbacks = [EpochSeed(cfg.seed), AlphaLogger(),
-                 GenotypeWriter(run_dir, space=cfg.space.name, meta=meta),
+                 GenotypeWriter(run_dir, space=cfg.space.name, meta=meta, benchmark=table),
                  CellDiagramWriter(run_dir, space=cfg.space.name)]
+    if table is not None:
+        callbacks.append(BenchmarkLogger(table))
     trainer = build_trainer(cfg, run_dir, callbacks)
     if trainer.is_global_zero and resume is None:
         write_resolved_config(cfg, run_dir)

@@ -8,7 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import compose_search
 from oneshot.algorithms import create_algorithm
-from oneshot.algorithms.gumbel import GdasSearch, SnasSearch, gumbel_softmax, straight_through, temperature
+from oneshot.algorithms.gumbel import (GdasSearch, SnasSearch, gumbel_softmax, straight_through,
+                                       temperature)
 from oneshot.algorithms.sampling import step_generator
 from oneshot.errors import ConfigError
 from oneshot.train import train
@@ -48,7 +49,10 @@ def test_gumbel_argmax_follows_softmax_alpha() -> None:
 
 def test_samples_depend_only_on_seed_and_step() -> None:
     alpha = {"e": torch.zeros(5)}
-    draw = lambda seed, step, stream: gumbel_softmax(alpha, 1.0, step_generator(seed, step, stream))["e"]
+
+    def draw(seed: int, step: int, stream: int) -> torch.Tensor:
+        return gumbel_softmax(alpha, 1.0, step_generator(seed, step, stream))["e"]
+
     assert torch.equal(draw(0, 7, 0), draw(0, 7, 0))
     assert not torch.equal(draw(0, 7, 0), draw(0, 8, 0))
     assert not torch.equal(draw(0, 7, 0), draw(0, 7, 1))
@@ -58,14 +62,16 @@ def test_samples_depend_only_on_seed_and_step() -> None:
 def test_temperature_schedules() -> None:
     linear = [temperature(e, 5, tau_max=10, tau_min=0.1) for e in range(5)]
     assert linear == pytest.approx([10.0, 7.525, 5.05, 2.575, 0.1])
-    geometric = [temperature(e, 3, tau_max=10, tau_min=0.1, schedule="exponential") for e in range(3)]
+    geometric = [temperature(e, 3, tau_max=10, tau_min=0.1, schedule="exponential")
+                 for e in range(3)]
     assert geometric == pytest.approx([10.0, 1.0, 0.1])
     assert temperature(0, 1, tau_max=10, tau_min=0.1) == 10.0
 
 
 @pytest.mark.parametrize("options, message", [
     ({"tau_max": 0.1, "tau_min": 1.0}, "0 < tau_min <= tau_max"),
-    ({"tau_schedule": "cosine"}, "unknown tau_schedule 'cosine'; choose one of: linear, exponential"),
+    ({"tau_schedule": "cosine"},
+     "unknown tau_schedule 'cosine'; choose one of: linear, exponential"),
     ({"temperature": 1.0}, "bad option for algorithm 'gdas'"),
 ])
 def test_bad_options_are_config_errors(options: dict, message: str) -> None:
@@ -78,7 +84,8 @@ def _calls(net: Nb201Supernet) -> list[list[int]]:
     counts = [[0] * len(edge.ops) for edge in net.cells[0].edges]
     for e, edge in enumerate(net.cells[0].edges):
         for i, op in enumerate(edge.ops):
-            op.register_forward_hook(lambda *_, e=e, i=i: counts[e].__setitem__(i, counts[e][i] + 1))
+            op.register_forward_hook(
+                lambda *_, e=e, i=i: counts[e].__setitem__(i, counts[e][i] + 1))
     return counts
 
 
@@ -108,22 +115,24 @@ def test_eval_architecture_is_the_argmax_path() -> None:
             alpha[k % 5] = 1.0
     rows = gdas.eval_architecture()
     assert [row.active for row in rows.values()] == [(k % 5,) for k in range(6)]
-    assert gdas.genotype() == Nb201Genotype(tuple(gdas.supernet.candidates[k % 5] for k in range(6)))
+    expected = tuple(gdas.supernet.candidates[k % 5] for k in range(6))
+    assert gdas.genotype() == Nb201Genotype(expected)
 
 
-NB201_TINY = ("space=nb201", "space.layers=1", "trainer.max_epochs=2", "trainer.limit_train_batches=2")
+TWO_EPOCHS = ("trainer.max_epochs=2", "trainer.limit_train_batches=2")
+NB201_TINY = ("space=nb201", "space.layers=1", *TWO_EPOCHS)
 
 
 @pytest.mark.parametrize("algorithm, space", [("gdas", "nb201"), ("snas", "nb201"),
                                               ("gdas", "darts"), ("snas", "darts")])
 def test_end_to_end_search(tmp_path, algorithm: str, space: str) -> None:
-    extra = NB201_TINY if space == "nb201" else ("trainer.max_epochs=2", "trainer.limit_train_batches=2")
+    extra = NB201_TINY if space == "nb201" else TWO_EPOCHS
     result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *extra))
     document = load_genotype_file(tmp_path / "genotype.json")
     assert document.space == space and document.meta["algorithm"] == algorithm
     assert get_space(space).genotype_from_dict(document.genotype) == result["genotype"]
-    assert sorted(p.name for p in (tmp_path / "genotypes").iterdir()) == ["epoch_000.json",
-                                                                         "epoch_001.json"]
+    epoch_files = sorted(p.name for p in (tmp_path / "genotypes").iterdir())
+    assert epoch_files == ["epoch_000.json", "epoch_001.json"]
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])

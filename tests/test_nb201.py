@@ -15,6 +15,7 @@ from supernets.spaces import create_network, create_supernet, get_space
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
 OPS = ("nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "skip_connect", "none", "nor_conv_1x1")
+NODE3 = [["none", 0], ["none", 1], ["none", 2]]
 
 
 def test_string_round_trip_and_edge_order() -> None:
@@ -57,11 +58,11 @@ def test_text_is_parsed_strictly(text: str, message: str) -> None:
 @pytest.mark.parametrize("data, message", [
     ({"nodes": [], "extra": 1}, "the one field 'nodes'"),
     ({"nodes": [[["none", 0]]]}, "must list 3 nodes"),
-    ({"nodes": [[["none", 0]], [["none", 0]], [["none", 0], ["none", 1], ["none", 2]]]},
+    ({"nodes": [[["none", 0]], [["none", 0]], NODE3]},
      "'nodes\\[1\\]' must hold 2"),
-    ({"nodes": [[["none", 0]], [["none", 0], ["none", 2]], [["none", 0], ["none", 1], ["none", 2]]]},
+    ({"nodes": [[["none", 0]], [["none", 0], ["none", 2]], NODE3]},
      "'nodes\\[1\\]\\[1\\]' must read input 1"),
-    ({"nodes": [[["sep_conv_3x3", 0]], [["none", 0], ["none", 1]], [["none", 0], ["none", 1], ["none", 2]]]},
+    ({"nodes": [[["sep_conv_3x3", 0]], [["none", 0], ["none", 1]], NODE3]},
      "edge 0: 'sep_conv_3x3' is not a NAS-Bench-201 operation"),
 ])
 def test_dict_errors_name_the_field(data: dict, message: str) -> None:

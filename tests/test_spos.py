@@ -91,7 +91,8 @@ def test_batchnorm_recalibration_is_the_exact_average_and_is_undone() -> None:
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"strategy": "bayesian"}, "unknown algorithm.search.strategy 'bayesian'; choose one of: evolution, random"),
+    ({"strategy": "bayesian"},
+     "unknown algorithm.search.strategy 'bayesian'; choose one of: evolution, random"),
     ({"population": 20, "cycles": 10}, "algorithm.search.cycles must be an integer >= 20"),
     ({"eval_batches": 0}, "algorithm.search.eval_batches must be an integer >= 1"),
 ])
@@ -104,7 +105,8 @@ def _calls(cell: nn.Module) -> list[list[int]]:
     counts = [[0] * len(edge.ops) for edge in cell.edges]
     for e, edge in enumerate(cell.edges):
         for i, op in enumerate(edge.ops):
-            op.register_forward_hook(lambda *_, e=e, i=i: counts[e].__setitem__(i, counts[e][i] + 1))
+            op.register_forward_hook(
+                lambda *_, e=e, i=i: counts[e].__setitem__(i, counts[e][i] + 1))
     return counts
 
 
@@ -148,8 +150,9 @@ def test_end_to_end_spos(tmp_path, space: str, strategy: str) -> None:
     assert document.genotype == result["genotype"].to_dict()
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     searched = checkpoint["spos"]["searched"]
-    assert sampled_genotype(create_algorithm("spos", _space(space), num_classes=10, cfg={}).supernet,
-                            searched).to_dict() == document.genotype
+    supernet = Nb201Supernet(channels=4, layers=1) if space == "nb201" else \
+        DartsSupernet(channels=4, layers=3)
+    assert sampled_genotype(supernet, searched).to_dict() == document.genotype
     assert checkpoint["oneshot"]["genotype"] == document.genotype  # saved after the search
     assert checkpoint["global_step"] == 4  # 2 epochs x 2 weight steps, no architecture step
     events = EventAccumulator(str(tmp_path / "tensorboard"))
@@ -159,7 +162,3 @@ def test_end_to_end_spos(tmp_path, space: str, strategy: str) -> None:
     scores = [event.value for event in events.Scalars("search/score")]
     best = [event.value for event in events.Scalars("search/best_score")]
     assert len(scores) == 12 and best[-1] == max(scores) and best == sorted(best)
-
-
-def _space(space: str) -> nn.Module:
-    return Nb201Supernet(channels=4, layers=1) if space == "nb201" else DartsSupernet(channels=4, layers=3)

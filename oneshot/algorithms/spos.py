@@ -124,7 +124,8 @@ class SposSearch(SupernetSearch):
         self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
         correct = (logits.argmax(dim=-1) == y).sum().float()
-        self._val_counts.append(torch.stack([correct, torch.tensor(float(len(y)), device=y.device)]))
+        total = torch.tensor(float(len(y)), device=y.device)
+        self._val_counts.append(torch.stack([correct, total]))
 
     def on_validation_epoch_start(self) -> None:
         """Search at the start of the last epoch's validation."""

@@ -26,7 +26,8 @@ def _norms(module: nn.Module) -> list[_BatchNorm]:
 def preserved_batchnorm(module: nn.Module) -> Iterator[None]:
     """Restore every BatchNorm's running statistics and momentum (and the module's training
     mode) on exit."""
-    saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in _norms(module)]
+    saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()})
+             for m in _norms(module)]
     training = module.training
     try:
         yield
@@ -52,7 +53,8 @@ def recalibrate_batchnorm(supernet: nn.Module, arch: Mapping[str, ArchRow],
 
 def correct_predictions(supernet: nn.Module, arch: Mapping[str, ArchRow],
                         batches: Sequence[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Correct top-1 predictions of ``arch`` over ``batches`` and the number of labels (eval mode)."""
+    """Correct top-1 predictions of ``arch`` over ``batches`` and the number of labels (in
+    eval mode)."""
     supernet.eval()
     correct = torch.zeros((), dtype=torch.long, device=batches[0][1].device)
     with torch.no_grad():

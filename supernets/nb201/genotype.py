@@ -14,7 +14,8 @@ from supernets.nb201.topology import NODES, edge_inputs, edge_label
 
 SPACE = "nb201"
 NUM_EDGES = len(edge_inputs())
-TEXT_FORM = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+TEXT_FORM = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
+             "+|skip_connect~0|none~1|nor_conv_1x1~2|")
 
 Node = tuple[tuple[str, int], ...]
 
@@ -53,7 +54,8 @@ class Nb201Genotype:
         return tuple(tuple(node) for node in nodes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``{"nodes": [[[op, 0]], [[op, 0], [op, 1]], [[op, 0], [op, 1], [op, 2]]]}``."""
+        """JSON-ready form: per node its ``[op, input]`` pairs,
+        ``{"nodes": [[[op, 0]], [[op, 0], [op, 1]], [[op, 0], [op, 1], [op, 2]]]}``."""
         return {"nodes": [[[op, j] for op, j in node] for node in self.nodes]}
 
     @classmethod
@@ -71,12 +73,12 @@ class Nb201Genotype:
         for node, pairs in enumerate(nodes, start=1):
             where = f"nodes[{node - 1}]"
             if _not_list(pairs) or len(pairs) != node:
-                raise GenotypeError(f"genotype field '{where}' must hold {node} [op, input] pair(s), "
-                                    f"one per input 0..{node - 1}; got {_short(pairs)}")
+                raise GenotypeError(f"genotype field '{where}' must hold {node} [op, input] "
+                                    f"pair(s), one per input 0..{node - 1}; got {_short(pairs)}")
             for j, pair in enumerate(pairs):
                 if _not_list(pair) or len(pair) != 2:
-                    raise GenotypeError(f"genotype field '{where}[{j}]' must be an [op, input] pair, "
-                                        f"got {_short(pair)}")
+                    raise GenotypeError(f"genotype field '{where}[{j}]' must be an [op, input] "
+                                        f"pair, got {_short(pair)}")
                 op, source = pair
                 if isinstance(source, bool) or not isinstance(source, numbers.Integral) \
                         or source != j:
@@ -87,7 +89,8 @@ class Nb201Genotype:
         return cls(tuple(ops))
 
     def to_text(self) -> str:
-        """The benchmark's string, e.g. ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|``."""
+        """The benchmark's string, e.g.
+        ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|``."""
         return "+".join("|" + "|".join(f"{op}~{j}" for op, j in node) + "|" for node in self.nodes)
 
     @classmethod

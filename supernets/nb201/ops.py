@@ -8,7 +8,8 @@ from torch import nn
 from supernets.errors import SpaceError
 from supernets.ops import Zero
 
-NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                              "avg_pool_3x3")
 
 
 class NorConv(nn.Sequential):
@@ -39,7 +40,8 @@ def create_nb201_op(name: str, c: int, affine: bool) -> nn.Module:
         return NorConv(c, c, 3, 1, affine)
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    raise SpaceError(f"unknown NAS-Bench-201 operation '{name}'; choose one of: {', '.join(NB201_OPS)}")
+    raise SpaceError(f"unknown NAS-Bench-201 operation '{name}'; choose one of: "
+                     f"{', '.join(NB201_OPS)}")
 
 
 class ResidualReduction(nn.Module):
