@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> None:
     pl.seed_everything(0, verbose=False)
     dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
                         image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0)
+    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0, channels_last=args.channels_last)
     supernet = create_supernet("darts", num_classes=10, channels=args.channels, layers=args.layers)
+    if args.channels_last:
+        supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm("darts", supernet, num_classes=10,
                               cfg={"unrolled": args.order == "second"})
     timer = StepTimer()
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
         name = "cpu"
     print(f"darts {args.order}-order | space darts | batch {args.batch} | channels {args.channels} | "
-          f"cells {args.layers} | precision {args.precision} | torch {torch.__version__} | device {name} | "
+          f"cells {args.layers} | precision {args.precision} | channels_last {args.channels_last} | torch {torch.__version__} | device {name} | "
           f"threads {torch.get_num_threads()}")
     print(f"  s/step over {len(timed)} steps: median {statistics.median(timed):.2f}  "
           f"min {min(timed):.2f}  max {max(timed):.2f} | peak memory {peak}", flush=True)
@@ -93,6 +95,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="NHWC memory format (the search default)")
     parser.add_argument("--all", action="store_true", help="run the four reference configurations, "
                                                              "each in its own process")
     return parser.parse_args(argv)
@@ -107,7 +111,8 @@ def main(argv: list[str]) -> None:
         subprocess.run([sys.executable, __file__, "--batch", batch, "--channels", channels,
                         "--layers", layers, "--order", order, "--warmup", str(args.warmup),
                         "--steps", str(args.steps), "--device", args.device,
-                        "--precision", args.precision], check=True)
+                        "--precision", args.precision,
+                        "--channels-last" if args.channels_last else "--no-channels-last"], check=True)
 
 
 if __name__ == "__main__":

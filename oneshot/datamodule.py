@@ -27,9 +27,10 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
     """Augments training batches (a pair or a dict of pairs) on device; normalizes eval batches."""
 
     def __init__(self, dataset: ImageDataset, *, batch_size: int, eval_batch_size: int | None,
-                 cutout: int, seed: int) -> None:
+                 cutout: int, seed: int, channels_last: bool = False) -> None:
         super().__init__()
         self.seed = seed
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise TaskError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
         self.dataset = dataset
@@ -39,13 +40,15 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
         self.evaluate = eval_transform(dataset.mean, dataset.std)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        training = self.trainer is not None and self.trainer.training
-        if training:
+        layout = self.memory_format
+        if self.trainer is not None and self.trainer.training:
             generator = self._augment_generator(_first_images(batch).device)
-            transform: Callable[[torch.Tensor], torch.Tensor] = \
-                lambda x: self.augment(x, generator=generator)
+
+            def transform(x: torch.Tensor) -> torch.Tensor:
+                return self.augment(x, generator=generator).contiguous(memory_format=layout)
         else:
-            transform = self.evaluate
+            def transform(x: torch.Tensor) -> torch.Tensor:
+                return self.evaluate(x).contiguous(memory_format=layout)
         if isinstance(batch, dict):
             return {key: _apply(transform, pair) for key, pair in batch.items()}
         return _apply(transform, batch)
@@ -95,9 +98,9 @@ class SearchDataModule(_DeviceAugmentDataModule):
 
     def __init__(self, dataset: ImageDataset, *, batch_size: int, seed: int = 0,
                  subset: int | None = None, cutout: int = 0,
-                 eval_batch_size: int | None = None) -> None:
+                 eval_batch_size: int | None = None, channels_last: bool = False) -> None:
         super().__init__(dataset, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         cutout=cutout, seed=seed)
+                         cutout=cutout, seed=seed, channels_last=channels_last)
         self.weight_idx, self.arch_idx = search_split(len(dataset.train_labels), seed, subset)
 
     def train_dataloader(self) -> CombinedLoader:

@@ -8,6 +8,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -89,9 +90,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = load_task(cfg.task.name, **_options(cfg.task, drop=("name", "subset")))
     datamodule = SearchDataModule(dataset, batch_size=cfg.data.batch_size, seed=cfg.seed,
-                                  subset=cfg.task.subset, eval_batch_size=cfg.data.eval_batch_size)
+                                  subset=cfg.task.subset, eval_batch_size=cfg.data.eval_batch_size,
+                                  channels_last=cfg.data.channels_last)
     supernet = create_supernet(cfg.space.name, num_classes=dataset.num_classes,
                                **_options(cfg.space))
+    if cfg.data.channels_last:
+        supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm(cfg.algorithm.name, supernet, num_classes=dataset.num_classes,
                               cfg=_options(cfg.algorithm))
     if resume is not None:
