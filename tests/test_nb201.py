@@ -145,3 +145,40 @@ def test_all_none_cell_outputs_zeros() -> None:
     network = Nb201Network(Nb201Genotype(("none",) * 6), channels=2, layers=1)
     cell = network.cells[0]
     assert torch.equal(cell(torch.randn(1, 2, 4, 4), 0.0), torch.zeros(1, 2, 4, 4))
+
+
+def _compose_retrain(overrides: list[str]):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="oneshot.conf.retrain", version_base="1.3"):
+        return compose("retrain", overrides=overrides)
+
+
+def test_retrain_defaults_build_the_benchmark_network_and_protocol() -> None:
+    cfg = _compose_retrain(["genotype=x", "experiment=nb201"])
+    with torch.device("meta"):
+        network = create_network("nb201", Nb201Genotype(("nor_conv_3x3",) * 6), num_classes=10,
+                                 **cfg.network)
+    assert count_parameters(network) == 1_531_546  # C = 16, N = 5
+    assert (cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.data.batch_size) == (0.1, 5e-4, 256)
+    assert (cfg.trainer.max_epochs, cfg.data.cutout, cfg.training.drop_path) == (200, 0, 0.0)
+
+
+def test_retrain_an_nb201_genotype_file(tmp_path) -> None:
+    from oneshot.genotypes import load_genotype
+    from oneshot.retrain import retrain
+    from supernets.genotype_file import save_genotype_file
+
+    genotype = Nb201Genotype.from_text(ARCH)
+    source = tmp_path / "genotype.json"
+    save_genotype_file(source, space="nb201", genotype=genotype.to_dict(), meta={})
+    metrics = retrain(_compose_retrain([
+        f"genotype={source}", f"run_dir={tmp_path / 'run'}", "task=synthetic",
+        "task.num_train=32", "task.num_test=16", "task.image_size=8", "network.channels=4",
+        "network.layers=1", "data.batch_size=8", "data.eval_batch_size=16",
+        "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+        "trainer.enable_progress_bar=false"]))
+    assert metrics["space"] == "nb201" and metrics["genotype"] == ARCH
+    assert metrics["params"] == count_parameters(Nb201Network(genotype, channels=4, layers=1))
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    assert load_genotype(tmp_path / "run").genotype == genotype

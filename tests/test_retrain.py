@@ -25,6 +25,7 @@ from supernets.darts.published import get_published, list_published
 from supernets.errors import GenotypeError
 from supernets.genotype_file import save_genotype_file
 from supernets.measure import count_flops, count_parameters, derived_params
+from supernets.spaces import create_network
 from tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,13 @@ def _compose(overrides: list[str]):
 
 def test_defaults_are_the_darts_evaluation_protocol():
     cfg = _compose(["genotype=DARTS_V2"])
-    assert (cfg.network.channels, cfg.network.layers, cfg.network.auxiliary) == (36, 20, True)
+    # null network options: each space's own protocol, for DARTS 36 channels, 20 cells, aux head
+    assert dict(cfg.network) == {"channels": None, "layers": None, "auxiliary": None}
+    with torch.device("meta"):
+        network = create_network("darts", get_published("DARTS_V2")[0], num_classes=10,
+                                 **cfg.network)
+    assert (len(network.cells), network.stem[0].out_channels) == (20, 3 * 36)
+    assert network.auxiliary_head is not None
     assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.data.cutout) == (600, 96, 16)
     assert dict(cfg.optimizer) == {"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4,
                                    "lr_min": 0.0}
@@ -152,15 +159,15 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _other_space(tmp_path: Path) -> Path:
-    path = tmp_path / "nb201.json"
-    save_genotype_file(path, space="nb201", genotype={"edges": ["skip_connect"] * 6})
+    path = tmp_path / "nb101.json"
+    save_genotype_file(path, space="nb101", genotype={"edges": ["skip_connect"] * 6})
     return path
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda tmp: tmp / "missing.json", "no genotype at '.*missing.json'"),
     (lambda tmp: "NOT_A_NAS", "no genotype at 'NOT_A_NAS'.*" + ", ".join(list_published())),
-    (_other_space, "unknown space 'nb201'; choose one of: darts"),
+    (_other_space, "unknown space 'nb101'; choose one of: darts, "),
     (lambda tmp: _write(tmp / "g.txt", "hello"), "neither a genotype JSON file nor DARTS"),
     (lambda tmp: _write(tmp / "g.json", '{"space": "darts", "genotype": {'), "not valid JSON"),
 ], ids=["missing-file", "unknown-name", "other-space", "malformed-text", "malformed-json"])
