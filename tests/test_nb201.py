@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 
+from conftest import compose_search
+from oneshot.genotypes import load_genotype
+from oneshot.retrain import retrain
+from oneshot.train import train
 from supernets.errors import GenotypeError, SpaceError
+from supernets.genotype_file import load_genotype_file, save_genotype_file
 from supernets.measure import count_parameters
 from supernets.nb201.derived import Nb201Network
 from supernets.nb201.genotype import Nb201Genotype, derive_nb201_genotype
@@ -148,8 +154,6 @@ def test_all_none_cell_outputs_zeros() -> None:
 
 
 def _compose_retrain(overrides: list[str]):
-    from hydra import compose, initialize_config_module
-
     with initialize_config_module(config_module="oneshot.conf.retrain", version_base="1.3"):
         return compose("retrain", overrides=overrides)
 
@@ -165,10 +169,6 @@ def test_retrain_defaults_build_the_benchmark_network_and_protocol() -> None:
 
 
 def test_retrain_an_nb201_genotype_file(tmp_path) -> None:
-    from oneshot.genotypes import load_genotype
-    from oneshot.retrain import retrain
-    from supernets.genotype_file import save_genotype_file
-
     genotype = Nb201Genotype.from_text(ARCH)
     source = tmp_path / "genotype.json"
     save_genotype_file(source, space="nb201", genotype=genotype.to_dict(), meta={})
@@ -182,3 +182,12 @@ def test_retrain_an_nb201_genotype_file(tmp_path) -> None:
     assert metrics["params"] == count_parameters(Nb201Network(genotype, channels=4, layers=1))
     assert 0.0 <= metrics["test_acc"] <= 1.0
     assert load_genotype(tmp_path / "run").genotype == genotype
+
+
+def test_darts_search_on_the_nb201_space(tmp_path) -> None:
+    result = train(compose_search(f"run_dir={tmp_path}", "space=nb201", "space.layers=1",
+                                  "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    document = load_genotype_file(tmp_path / "genotype.json")
+    assert document.space == "nb201" and document.meta["algorithm"] == "darts"
+    assert Nb201Genotype.from_dict(document.genotype) == result["genotype"]
+    assert document.meta["params"] == count_parameters(Nb201Network(result["genotype"]))

@@ -93,11 +93,11 @@ class GumbelSearch(OneShotSearch):
         self.tau = tau_max
         self.sizes = {label: len(names) for label, names in self.arch.candidates.items()}
 
-    def sample(self, stream: int) -> dict[str, ArchRow]:
+    def sample(self, stream: int) -> Mapping[str, ArchRow]:
         """A relaxed sample of the architecture for this step (differentiable in the alphas)."""
         alphas = {label: self.arch.alphas[label] for label in self.arch.candidates}
         soft = gumbel_softmax(alphas, self.tau, step_generator(self.seed, self.global_step, stream))
-        return dict(straight_through(soft)) if self.hard else dict(soft)
+        return straight_through(soft) if self.hard else soft
 
     def training_architecture(self) -> Mapping[str, ArchRow]:
         with torch.no_grad():

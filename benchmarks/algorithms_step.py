@@ -1,0 +1,106 @@
+"""Seconds per search step of GDAS, SNAS and SPOS on the nb201 and darts spaces, and peak memory.
+
+Protocol (../shared/BENCHMARKS.md, as benchmarks/search_step.py): one process per configuration,
+torch's default threads, 3 warm-up steps then 20 timed steps through the real Lightning training
+loop; prints the median, min and max seconds per step and the peak resident memory (CPU) or peak
+allocated memory (GPU). A GDAS or SNAS step is the architecture step plus the weight step; a
+SPOS step is one weight step (its search after training is not timed here).
+
+    python benchmarks/algorithms_step.py --algorithm gdas --space nb201     # C=16, N=5, batch 64
+    python benchmarks/algorithms_step.py --algorithm snas --space darts --batch 32 --channels 8 --layers 5
+    python benchmarks/algorithms_step.py --all         # every algorithm x space, small config
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import warnings
+
+import pytorch_lightning as pl
+import torch
+
+from oneshot.algorithms import create_algorithm
+from oneshot.datamodule import SearchDataModule
+from search_step import StepTimer
+from supernets.spaces import create_supernet
+from tasks import load_task
+
+ALGORITHMS = ("gdas", "snas", "spos")
+SPACES = ("nb201", "darts")
+DEFAULT_SIZE = {"nb201": (16, 5), "darts": (16, 8)}  # (channels, layers) of the papers' searches
+SMALL = (32, 8, 5)  # batch, channels, layers of --all
+
+
+def run(args: argparse.Namespace) -> None:
+    channels = args.channels or DEFAULT_SIZE[args.space][0]
+    layers = args.layers or DEFAULT_SIZE[args.space][1]
+    steps = args.warmup + args.steps
+    pl.seed_everything(0, verbose=False)
+    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
+                        image_size=32, num_classes=10)
+    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0)
+    supernet = create_supernet(args.space, num_classes=10, channels=channels, layers=layers)
+    module = create_algorithm(args.algorithm, supernet, num_classes=10, cfg={})
+    timer = StepTimer()
+    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
+                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[timer],
+                         use_distributed_sampler=False)
+    with warnings.catch_warnings():  # only training is timed: SPOS's search does not run
+        warnings.filterwarnings("ignore", message="SPOS searches in the last epoch")
+        trainer.fit(module, datamodule=datamodule)
+    timed = timer.seconds[args.warmup:]
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
+        name = torch.cuda.get_device_name(device)
+    else:
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
+        name = "cpu"
+    print(f"{args.algorithm} | space {args.space} | batch {args.batch} | channels {channels} | "
+          f"layers {layers} | precision {args.precision} | torch {torch.__version__} | "
+          f"device {name} | threads {torch.get_num_threads()}")
+    print(f"  s/step over {len(timed)} steps: median {statistics.median(timed):.3f}  "
+          f"min {min(timed):.3f}  max {max(timed):.3f} | peak memory {peak}", flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="gdas")
+    parser.add_argument("--space", choices=SPACES, default="nb201")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=None,
+                        help="initial channels (default: nb201 16, darts 16)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="nb201: cells per stage (5); darts: cells (8)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    parser.add_argument("--all", action="store_true",
+                        help="every algorithm on every space at a small config (batch 32, "
+                             "8 channels, 5 layers), each in its own process")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    if not args.all:
+        run(args)
+        return
+    batch, channels, layers = (str(value) for value in SMALL)
+    for space in SPACES:
+        for algorithm in ALGORITHMS:
+            subprocess.run([sys.executable, __file__, "--algorithm", algorithm, "--space", space,
+                            "--batch", batch, "--channels", channels, "--layers", layers,
+                            "--warmup", str(args.warmup), "--steps", str(args.steps),
+                            "--device", args.device, "--precision", args.precision], check=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
