@@ -7,7 +7,7 @@ allocated memory (GPU). A GDAS or SNAS step is the architecture step plus the we
 SPOS step is one weight step (its search after training is not timed here).
 
     python benchmarks/algorithms_step.py --algorithm gdas --space nb201     # C=16, N=5, batch 64
-    python benchmarks/algorithms_step.py --algorithm snas --space darts --batch 32 --channels 8 --layers 5
+    python benchmarks/algorithms_step.py --algorithm snas --space darts --batch 32 --layers 5
     python benchmarks/algorithms_step.py --all         # every algorithm x space, small config
 """
 
@@ -42,8 +42,11 @@ def run(args: argparse.Namespace) -> None:
     pl.seed_everything(0, verbose=False)
     dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
                         image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0)
+    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0,
+                                  channels_last=args.channels_last)
     supernet = create_supernet(args.space, num_classes=10, channels=channels, layers=layers)
+    if args.channels_last:
+        supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm(args.algorithm, supernet, num_classes=10, cfg={})
     timer = StepTimer()
     trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> None:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
         name = "cpu"
     print(f"{args.algorithm} | space {args.space} | batch {args.batch} | channels {channels} | "
-          f"layers {layers} | precision {args.precision} | torch {torch.__version__} | "
+          f"layers {layers} | precision {args.precision} | channels_last {args.channels_last} | "
+          f"torch {torch.__version__} | "
           f"device {name} | threads {torch.get_num_threads()}")
     print(f"  s/step over {len(timed)} steps: median {statistics.median(timed):.3f}  "
           f"min {min(timed):.3f}  max {max(timed):.3f} | peak memory {peak}", flush=True)
@@ -82,6 +86,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="NHWC images and weights, as data.channels_last (default: on)")
     parser.add_argument("--all", action="store_true",
                         help="every algorithm on every space at a small config (batch 32, "
                              "8 channels, 5 layers), each in its own process")
@@ -99,7 +105,9 @@ def main(argv: list[str]) -> None:
             subprocess.run([sys.executable, __file__, "--algorithm", algorithm, "--space", space,
                             "--batch", batch, "--channels", channels, "--layers", layers,
                             "--warmup", str(args.warmup), "--steps", str(args.steps),
-                            "--device", args.device, "--precision", args.precision], check=True)
+                            "--device", args.device, "--precision", args.precision,
+                            "--channels-last" if args.channels_last else "--no-channels-last"],
+                           check=True)
 
 
 if __name__ == "__main__":
