@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from types import SimpleNamespace
 
 import graphviz
@@ -193,3 +195,13 @@ def test_nb201_cell_edges_leave_out_none() -> None:
     assert _nodes(source) == {"n0": "0 (input)", "n1": "1", "n2": "2", "n3": "3 (output)"}
     assert _edges(source) == [("n0", "n1", "nor_conv_3x3"), ("n1", "n2", "avg_pool_3x3"),
                               ("n0", "n3", "skip_connect"), ("n2", "n3", "nor_conv_1x1")]
+
+
+def test_written_files_get_the_umask_permissions(darts_v2, tmp_path) -> None:
+    previous = os.umask(0o022)
+    try:
+        paths = write_diagrams(cell_graphs("darts", darts_v2), tmp_path, "dot")
+    finally:
+        os.umask(previous)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o644, 0o644]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["normal.dot", "reduce.dot"]

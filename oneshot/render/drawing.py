@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Mapping
 
@@ -53,15 +53,19 @@ def graph_pixels(graph: graphviz.Digraph) -> np.ndarray:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory.
+
+    The file gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
