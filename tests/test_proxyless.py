@@ -192,6 +192,32 @@ def test_frozen_path_gives_its_gate_the_output_gradient_and_keeps_no_graph() -> 
     assert calls == {(0, 0): [True], (0, 1): [False]}
 
 
+def _saved_bytes(mixed: MixedOp, x: torch.Tensor, row: torch.Tensor | SparseRow) -> int:
+    """Bytes autograd keeps for the backward pass of ``mixed(x, row)``."""
+    saved = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        mixed(x, row)
+    return sum(saved)
+
+
+def test_two_path_memory_does_not_grow_with_the_number_of_candidates() -> None:
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    two_path, dense = [], []
+    for n in (2, 4, 8):
+        mixed = MixedOp([f"mb3_k{2 * k + 1}" for k in range(n)],
+                        lambda name: build_candidate(name, 4, 4, 1))
+        gates = torch.zeros(n).index_fill_(0, torch.tensor([0]), 1.0).requires_grad_()
+        two_path.append(_saved_bytes(mixed, x, SparseRow(gates, (0, 1), frozen=(1,))))
+        dense.append(_saved_bytes(mixed, x, torch.softmax(torch.zeros(n, requires_grad=True), 0)))
+    assert two_path[0] == two_path[1] == two_path[2]
+    assert dense[0] < dense[1] < dense[2] and two_path[2] < dense[2] / 3
+
+
 def test_weight_step_runs_one_sampled_candidate_per_block() -> None:
     search = _search()
     calls = _count_calls(search.supernet)
