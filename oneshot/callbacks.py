@@ -15,6 +15,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_info
 
 from oneshot.benchmark_table import BenchmarkTable
 from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels, list_renderers,
@@ -96,6 +97,24 @@ class AlphaLogger(pl.Callback):
                 image = alpha_heatmap({label: weights[label] for label in labels}, names,
                                       f"{group} (epoch {epoch})")
                 writer.add_image(f"alpha_heatmap/{group}", image, epoch, dataformats="HWC")
+
+
+class SkipConnectEarlyStop(pl.Callback):
+    """Stop the search once the derived normal cell holds ``limit`` skip connections.
+
+    The DARTS+ criterion (Liang et al., 2019): a search that keeps going after this point collapses
+    into parameter-free cells. The genotype of the stopping epoch becomes ``genotype.json``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        count = sum(op == "skip_connect" for op, _ in pl_module.genotype().normal)
+        if count >= self.limit:
+            rank_zero_info(f"early stop after epoch {trainer.current_epoch}: the normal cell has "
+                           f"{count} skip connections (early_stop.skip_connect={self.limit})")
+            trainer.should_stop = True
 
 
 class GenotypeWriter(pl.Callback):

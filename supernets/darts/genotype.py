@@ -131,13 +131,17 @@ class DartsGenotype:
 
 
 def derive_darts_genotype(weights: Mapping[str, torch.Tensor], candidates: Sequence[str], *,
-                          steps: int = 4) -> DartsGenotype:
+                          steps: int = 4, max_skip_connect: int | None = None) -> DartsGenotype:
     """Discretize DARTS architecture weights with the reference rule (Liu et al., 2019).
 
     ``weights`` maps ``normal/edge_k`` and ``reduce/edge_k`` to a 1-D softmax row over
     ``candidates``. Each edge is scored by its strongest non-``none`` op; every node keeps its
     two best-scored incoming edges (strongest first), each labelled with that op. Ties go to the
     lower input index and the earlier candidate.
+
+    ``max_skip_connect`` guards against the collapse into parameter-free cells (P-DARTS, Chen et
+    al., 2019): while the normal cell keeps more skip connections than that, the kept skip edge
+    with the weakest skip weight loses ``skip_connect`` as a candidate and the cell is derived again.
     """
     candidates = tuple(candidates)
     unknown = [name for name in candidates if name not in DARTS_PRIMITIVES]
@@ -151,19 +155,38 @@ def derive_darts_genotype(weights: Mapping[str, torch.Tensor], candidates: Seque
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise SpaceError(f"steps must be a positive integer (intermediate nodes per cell), "
                          f"got {steps!r}")
-    inputs = edge_inputs(steps)
-    cells: dict[str, tuple[tuple[str, int], ...]] = {}
-    for cell_type in CELL_TYPES:
-        scored: list[list[tuple[float, int, str]]] = [[] for _ in range(steps)]
-        for k, (node, j) in enumerate(inputs):
-            row = _weight_row(weights, edge_label(cell_type, k), len(candidates))
-            best = max(usable, key=row.__getitem__)
-            scored[node].append((row[best], j, candidates[best]))
-        cells[cell_type] = tuple((op, j) for edges in scored
-                                 for _, j, op in sorted(edges, key=lambda edge: -edge[0])[:2])
+    if max_skip_connect is not None and (isinstance(max_skip_connect, bool)
+                                         or not isinstance(max_skip_connect, int) or max_skip_connect < 0):
+        raise SpaceError(f"max_skip_connect must be a non-negative integer or null, got {max_skip_connect!r}")
+    rows = {cell_type: [_weight_row(weights, edge_label(cell_type, k), len(candidates))
+                        for k in range(len(edge_inputs(steps)))] for cell_type in CELL_TYPES}
+    cells = {cell_type: _derive_cell(rows[cell_type], candidates, usable, steps, banned=set())
+             for cell_type in CELL_TYPES}
+    if max_skip_connect is not None and "skip_connect" in candidates:
+        skip = candidates.index("skip_connect")
+        banned: set[int] = set()
+        while sum(op == "skip_connect" for _, op, _ in cells["normal"]) > max_skip_connect:
+            weakest = min((k for k, op, _ in cells["normal"] if op == "skip_connect"),
+                          key=lambda k: rows["normal"][k][skip])
+            banned.add(weakest)
+            cells["normal"] = _derive_cell(rows["normal"], candidates, usable, steps, banned=banned)
     concat = tuple(range(2, steps + 2))
-    return DartsGenotype(normal=cells["normal"], normal_concat=concat,
-                         reduce=cells["reduce"], reduce_concat=concat)
+    return DartsGenotype(normal=tuple((op, j) for _, op, j in cells["normal"]), normal_concat=concat,
+                         reduce=tuple((op, j) for _, op, j in cells["reduce"]), reduce_concat=concat)
+
+
+def _derive_cell(rows: Sequence[Sequence[float]], candidates: Sequence[str], usable: Sequence[int],
+                 steps: int, *, banned: set[int]) -> list[tuple[int, str, int]]:
+    """``(edge k, op, input j)`` of the two kept edges per node; banned edges may not pick skip."""
+    scored: list[list[tuple[float, int, int, str]]] = [[] for _ in range(steps)]
+    for k, (node, j) in enumerate(edge_inputs(steps)):
+        allowed = [i for i in usable if not (k in banned and candidates[i] == "skip_connect")]
+        if not allowed:
+            continue
+        best = max(allowed, key=rows[k].__getitem__)
+        scored[node].append((rows[k][best], j, k, candidates[best]))
+    return [(k, op, j) for edges in scored
+            for _, j, k, op in sorted(edges, key=lambda edge: -edge[0])[:2]]
 
 
 def save_darts_genotype(path: str | os.PathLike[str], genotype: DartsGenotype,

@@ -75,7 +75,8 @@ class DartsSupernet(nn.Module):
 
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 8,
                  steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
-                 in_channels: int = 3, candidates: Sequence[str] = DARTS_PRIMITIVES) -> None:
+                 in_channels: int = 3, candidates: Sequence[str] = DARTS_PRIMITIVES,
+                 max_skip_connect: int | None = None) -> None:
         super().__init__()
         if layers < 3:
             raise SpaceError(f"the DARTS network needs at least 3 cells (two are reductions), got {layers}")
@@ -84,6 +85,7 @@ class DartsSupernet(nn.Module):
             raise SpaceError(f"unknown DARTS candidate(s) {unknown}; choose from: {', '.join(DARTS_PRIMITIVES)}")
         self.candidates = tuple(candidates)
         self.steps = steps
+        self.max_skip_connect = max_skip_connect
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
@@ -109,7 +111,8 @@ class DartsSupernet(nn.Module):
 
     def derive(self, weights: Mapping[str, torch.Tensor]) -> DartsGenotype:
         """The DARTS genotype of softmax weights: per node its two strongest non-``none`` edges."""
-        return derive_darts_genotype(weights, self.candidates, steps=self.steps)
+        return derive_darts_genotype(weights, self.candidates, steps=self.steps,
+                                     max_skip_connect=self.max_skip_connect)
 
     def sampling_decisions(self) -> list[CellChoices]:
         """ENAS micro decisions: per cell type and node, two inputs and an op for each."""
