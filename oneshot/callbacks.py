@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from oneshot.benchmark_table import BenchmarkTable
+from oneshot.errors import ConfigError
 from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels, list_renderers,
                             write_diagrams)
 from supernets.genotype_file import save_genotype_file
@@ -106,7 +107,10 @@ class SkipConnectEarlyStop(pl.Callback):
     into parameter-free cells. The genotype of the stopping epoch becomes ``genotype.json``.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, space: str) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1 or space != "darts":
+            raise ConfigError(f"early_stop.skip_connect must be a positive integer on space=darts (the "
+                              f"normal cell's skip connections), got {limit!r} on space={space}")
         self.limit = limit
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -44,11 +44,6 @@ def check_config(cfg: DictConfig) -> None:
     epochs = cfg.trainer.max_epochs
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
         raise ConfigError(f"trainer.max_epochs must be a positive integer, got {epochs!r}")
-    limit = cfg.early_stop.skip_connect
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
-                              or cfg.space.name != "darts"):
-        raise ConfigError(f"early_stop.skip_connect must be a positive integer on space=darts (the "
-                          f"normal cell's skip connections), got {limit!r} on space={cfg.space.name}")
     subset = cfg.task.get("subset")
     if subset is not None and (not isinstance(subset, int) or isinstance(subset, bool) or subset < 2):
         raise ConfigError(f"task.subset must be an integer of at least 2 (or null), got {subset!r}")
@@ -113,7 +108,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if table is not None:
         callbacks.append(BenchmarkLogger(table))
     if cfg.early_stop.skip_connect is not None:
-        callbacks.append(SkipConnectEarlyStop(cfg.early_stop.skip_connect))
+        callbacks.append(SkipConnectEarlyStop(cfg.early_stop.skip_connect, space=cfg.space.name))
     trainer = build_trainer(cfg, run_dir, callbacks)
     if trainer.is_global_zero and resume is None:
         write_resolved_config(cfg, run_dir)

@@ -32,7 +32,7 @@ def test_config_groups_list_every_option() -> None:
     assert groups["task"] == ["cifar10", "cifar100", "synthetic"]
     assert "darts" in groups["space"] and "darts" in groups["algorithm"]
     assert groups["space"] == sorted(groups["space"])
-    assert groups["experiment"] == ["quick"]
+    assert "quick" in groups["experiment"]
 
 
 def test_valid_overrides_compose() -> None:
