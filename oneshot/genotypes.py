@@ -8,11 +8,10 @@ from typing import Any
 
 import torch
 
-from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published, list_published
 from supernets.errors import GenotypeError, SpaceError
 from supernets.genotype_file import load_genotype_file
-from supernets.spaces import get_space
+from supernets.spaces import get_space, list_spaces
 
 
 @dataclass(frozen=True)
@@ -62,19 +61,37 @@ def _from_file(path: Path) -> LoadedGenotype:
         document = load_genotype_file(path)
         return _from_space(document.space, document.genotype, document.meta, str(path))
     try:
-        return LoadedGenotype("darts", DartsGenotype.from_text(path.read_text(encoding="utf-8")),
-                              {}, str(path))
-    except (GenotypeError, UnicodeDecodeError) as err:
-        raise GenotypeError(f"'{path}' is neither a genotype JSON file nor DARTS genotype text ({err})"
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise GenotypeError(f"'{path}' is not text; pass a genotype JSON file or a genotype's text form"
                             ) from None
+    return from_text(text, str(path))
+
+
+def from_text(text: str, source: str) -> LoadedGenotype:
+    """Read a genotype's one-line text form, trying each space that has one."""
+    problems = []
+    for space in list_spaces():
+        parse = get_space(space).genotype_from_text
+        if parse is None:
+            continue
+        try:
+            return LoadedGenotype(space, parse(text.strip()), {}, source)
+        except GenotypeError as err:
+            problems.append(f"{space}: {err}")
+    raise GenotypeError(f"'{source}' is neither a genotype JSON file nor a genotype's text form "
+                        f"({'; '.join(problems)})")
 
 
 def load_genotype(source: str | Path) -> LoadedGenotype:
-    """Load a genotype from a run dir, a ``genotype.json``, a ``.ckpt``, a DARTS text file or a name.
+    """Load a genotype from a run dir, ``genotype.json``, ``.ckpt``, a text form (file or string) or a name.
 
     A run dir gives its ``genotype.json`` (or, for a search still running, its last checkpoint);
     a name that is not a path is looked up among the published genotypes (``DARTS_V2``, ...).
     """
+    text = str(source)
+    if text.lstrip().startswith(("Genotype(", "|")):
+        return from_text(text, "the genotype given on the command line")
     path = Path(source)
     if path.is_dir():
         for candidate in (path / "genotype.json", path / "checkpoints" / "last.ckpt"):
@@ -85,8 +102,8 @@ def load_genotype(source: str | Path) -> LoadedGenotype:
     if path.is_file():
         return _from_file(path)
     try:
-        genotype, meta = get_published(str(source))
+        genotype, meta = get_published(text)
     except GenotypeError:
-        raise GenotypeError(f"no genotype at '{source}': not a file or run dir, nor a published "
-                            f"genotype ({', '.join(list_published())})") from None
-    return LoadedGenotype("darts", genotype, {**meta, "published": True}, str(source))
+        raise GenotypeError(f"no genotype at '{source}': not a file or run dir, a genotype's text "
+                            f"form, nor a published genotype ({', '.join(list_published())})") from None
+    return LoadedGenotype("darts", genotype, {**meta, "published": True}, text)

@@ -25,6 +25,8 @@ class SpaceSpec:
 
     The supernet built by ``build_supernet`` exposes ``choice_points()``, ``forward(x, arch)`` and
     ``derive(arch_weights) -> genotype``; genotypes have ``to_dict()`` and ``str()``.
+    ``genotype_from_text`` reads the space's one-line text form (e.g. DARTS' ``Genotype(...)``,
+    NAS-Bench-201's ``|op~j|+...``), where it has one.
     ``build_network(genotype, *, num_classes, **options)`` builds the derived network to train
     from scratch; its option defaults are the space's evaluation protocol. That network has a
     ``drop_path_prob`` attribute, and ``forward(x)`` returns ``(logits, logits_aux)`` where
@@ -35,13 +37,14 @@ class SpaceSpec:
     build_supernet: Callable[..., nn.Module]
     genotype_from_dict: Callable[[Mapping[str, Any]], Any]
     build_network: Callable[..., nn.Module] | None = None
+    genotype_from_text: Callable[[str], Any] | None = None
 
 
 SPACES: dict[str, SpaceSpec] = {
     "darts": SpaceSpec(build_supernet=DartsSupernet, genotype_from_dict=DartsGenotype.from_dict,
-                       build_network=DartsNetwork),
+                       build_network=DartsNetwork, genotype_from_text=DartsGenotype.from_text),
     "nb201": SpaceSpec(build_supernet=Nb201Supernet, genotype_from_dict=Nb201Genotype.from_dict,
-                       build_network=Nb201Network),
+                       build_network=Nb201Network, genotype_from_text=Nb201Genotype.from_text),
     "proxyless": SpaceSpec(build_supernet=ProxylessSupernet,
                            genotype_from_dict=ProxylessGenotype.from_dict,
                            build_network=ProxylessNetwork),

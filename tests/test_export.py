@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from oneshot.export import main
+from oneshot.genotypes import load_genotype
+from supernets.errors import GenotypeError
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published
 from supernets.genotype_file import load_genotype_file
@@ -78,7 +81,7 @@ def test_darts_text_file_round_trips(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("source, start", [
     ("NO_SUCH_CELL",
-     "error: no genotype at 'NO_SUCH_CELL': not a file or run dir, nor a published"),
+     "error: no genotype at 'NO_SUCH_CELL': not a file or run dir, a genotype's text form, nor a published"),
     ("{empty_dir}",
      "error: run dir '{empty_dir}' has neither genotype.json nor checkpoints/last.ckpt"),
 ])
@@ -114,3 +117,15 @@ def test_module_entry_point(search_run, final) -> None:
                          "--format", "darts"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert DartsGenotype.from_text(ok.stdout.strip()) == final
+
+
+def test_text_forms_of_every_space_load(tmp_path: Path) -> None:
+    nb201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
+    assert str(load_genotype(nb201).genotype) == nb201 and load_genotype(nb201).space == "nb201"
+    (tmp_path / "cell.txt").write_text(nb201 + "\n")
+    assert load_genotype(tmp_path / "cell.txt").space == "nb201"
+    darts_v2 = str(load_genotype("DARTS_V2").genotype)
+    assert load_genotype(darts_v2).space == "darts"
+    with pytest.raises(GenotypeError, match="darts: .*; nb201: ") as err:
+        load_genotype("|not_an_op~0|+|x|")
+    assert "\n" not in str(err.value)
