@@ -294,11 +294,11 @@ def test_latency_penalty_moves_alphas_to_cheaper_ops_when_the_task_loss_is_flat(
         cost = torch.tensor([costs[label][name] for name in names])
         descent = -grad
         assert descent.argmax() == cost.argmin() and descent.argmin() == cost.argmax()
-    before = float(expected_cost(search.arch.softmax(), search.costs))
+    before = float(expected_cost(search.arch_weights(), search.costs))
     with torch.no_grad():
         for alpha, grad in zip(search.arch.parameters_list(), captured[0]):
             alpha -= 10.0 * grad
-    assert float(expected_cost(search.arch.softmax(), search.costs)) < before
+    assert float(expected_cost(search.arch_weights(), search.costs)) < before
 
 
 # -- end to end -------------------------------------------------------------------------------
