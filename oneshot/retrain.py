@@ -21,7 +21,7 @@ from oneshot.datamodule import RetrainDataModule
 from oneshot.errors import ConfigError
 from oneshot.genotypes import LoadedGenotype, load_genotype
 from oneshot.retrain_module import RetrainModule, RetrainOptimizerConfig
-from oneshot.rundir import resolve_run_dir, write_resolved_config
+from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_resolved_config
 from oneshot.train import build_trainer, check_config
 from supernets.darts.published import list_published
 from supernets.genotype_file import save_genotype_file
@@ -145,6 +145,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
     result = retrain(cfg)
+    discard_unused_hydra_dir(result["run_dir"])
     print(f"test accuracy: {100 * result['test_acc']:.2f}% on {result['test_images']} images | "
           f"params {result['params']:,} (without auxiliary head) | "
           f"multiply-adds {result['macs'] / 1e6:.1f} M | train time {result['train_time_s']:.0f} s")
