@@ -20,8 +20,9 @@ from oneshot.render.drawing import DIAGRAM_FORMATS, write_atomic
 from supernets.genotype_file import save_genotype_file
 
 TEXT_FORMATS = ("json", "darts")
-FORMATS = (*TEXT_FORMATS, *DIAGRAM_FORMATS)
-TEXT_FILES = {"json": "genotype.json", "darts": "genotype.txt"}
+ONE_LINE_FORMATS = ("darts", "text")  # the space's text form; "darts" is its name in the DARTS space
+FORMATS = (*TEXT_FORMATS, "text", *DIAGRAM_FORMATS)
+TEXT_FILES = {"json": "genotype.json", "darts": "genotype.txt", "text": "genotype.txt"}
 
 
 def genotype_json(loaded: LoadedGenotype) -> str:
@@ -36,7 +37,7 @@ def render(loaded: LoadedGenotype, formats: Sequence[str]) -> str:
     for fmt in formats:
         if fmt == "json":
             parts.append(genotype_json(loaded))
-        elif fmt == "darts":
+        elif fmt in ONE_LINE_FORMATS:
             parts.append(str(loaded.genotype))
     return "\n".join(parts)
 
@@ -57,7 +58,7 @@ def write_outputs(loaded: LoadedGenotype, formats: Sequence[str], out_dir: Path
             save_genotype_file(path, space=loaded.space, genotype=loaded.genotype.to_dict(),
                                meta=loaded.meta)
             written.append(path)
-        elif fmt == "darts":
+        elif fmt in ONE_LINE_FORMATS:
             path = out_dir / TEXT_FILES[fmt]
             write_atomic(path, f"{loaded.genotype}\n".encode("utf-8"))
             written.append(path)
@@ -76,11 +77,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m oneshot.export",
         description="Print the genotype of a search run dir, genotype file, checkpoint or published "
                     "name, or write it and its cell diagrams into a directory.")
-    parser.add_argument("source", help="run dir, genotype.json, .ckpt, DARTS text file or a published "
-                                       "name such as DARTS_V2")
+    parser.add_argument("source", help="run dir, genotype.json, .ckpt, a genotype's text form (in a file "
+                                       "or quoted), or a published name such as DARTS_V2")
     parser.add_argument("--format", choices=FORMATS, action="append",
-                        help="output format; repeat for several (default: json then darts); svg, "
-                             "png and dot (cell diagrams) need --out")
+                        help="output format; repeat for several (default: json then darts); darts and "
+                             "text both give the space's one-line text form (e.g. NAS-Bench-201's "
+                             "|op~j|+... string); svg, png and dot (cell diagrams) need --out")
     parser.add_argument("--out", metavar="DIR",
                         help="write files into DIR instead of printing (genotype.json, "
                              "genotype.txt, <cell>.svg|png|dot; the alpha plots)")
