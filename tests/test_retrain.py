@@ -168,7 +168,8 @@ def _other_space(tmp_path: Path) -> Path:
     (lambda tmp: tmp / "missing.json", "no genotype at '.*missing.json'"),
     (lambda tmp: "NOT_A_NAS", "no genotype at 'NOT_A_NAS'.*" + ", ".join(list_published())),
     (_other_space, "unknown space 'nb101'; choose one of: darts, "),
-    (lambda tmp: _write(tmp / "g.txt", "hello"), "neither a genotype JSON file nor a genotype.s text form"),
+    (lambda tmp: _write(tmp / "g.txt", "hello"),
+     "neither a genotype JSON file nor a genotype.s text form"),
     (lambda tmp: _write(tmp / "g.json", '{"space": "darts", "genotype": {'), "not valid JSON"),
 ], ids=["missing-file", "unknown-name", "other-space", "malformed-text", "malformed-json"])
 def test_bad_genotype_is_a_one_line_error(tmp_path, make, message):
