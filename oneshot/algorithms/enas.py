@@ -15,6 +15,7 @@ best one is the search's genotype. Before that, :meth:`EnasSearch.genotype` is t
 best sampled architecture (by reward accuracy), or the controller's most likely one before the
 first controller phase. Architectures are drawn from generators seeded from ``(seed, global
 step)``, and rewards are averaged over processes, so every process samples and learns the same.
+Validation (``val/acc``) measures :meth:`EnasSearch.genotype`'s architecture with batch statistics.
 """
 
 from __future__ import annotations
@@ -193,6 +194,12 @@ class EnasSearch(SupernetSearch):
         self.controller_updates += 1
         self.loss_guard.observe({"controller": loss.detach()}, epoch=self.current_epoch, batch=step)
         self._record(sample, float(accuracy), float(reward), float(loss.detach()))
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Validate :meth:`current_choices` with batch statistics, as rewards are measured: the
+        running statistics mix every architecture sampled in training."""
+        with batch_statistics(self.supernet):
+            super().validation_step(batch, batch_idx)
 
     def _architecture_batches(self) -> Iterator[Batch]:
         """Batches of the architecture half, on the device and augmented, cycled without end."""
