@@ -1,12 +1,13 @@
 """Seconds per ENAS shared-weight step and per controller step, and peak memory.
 
 Protocol (as benchmarks/search_step.py): one process per configuration, torch's default threads,
-one epoch through the real Lightning training loop with ``warmup + steps`` shared-weight steps
-followed by a controller phase of ``warmup + steps`` controller steps; the first ``warmup`` of
-each kind are dropped. A shared-weight step samples an architecture and trains it on one batch;
-a controller step samples an architecture, scores it on one batch of the architecture half and
-updates the controller. Prints the median, min and max seconds per step of each kind and the
-peak resident memory (CPU) or peak allocated memory (GPU).
+NHWC images and weights by default (as the search), one epoch through the real Lightning training
+loop with ``warmup + steps`` shared-weight steps followed by a controller phase of
+``warmup + steps`` controller steps; the first ``warmup`` of each kind are dropped. A
+shared-weight step samples an architecture and trains it on one batch; a controller step samples
+an architecture, scores it on one batch of the architecture half and updates the controller.
+Prints the median, min and max seconds per step of each kind and the peak resident memory (CPU)
+or peak allocated memory (GPU).
 
     python benchmarks/enas_step.py                       # DARTS space, paper search network
     python benchmarks/enas_step.py --batch 32 --channels 8 --layers 5
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from typing import Any, Callable
 
 import pytorch_lightning as pl
@@ -29,28 +31,11 @@ import torch
 
 from oneshot.algorithms import create_algorithm
 from oneshot.datamodule import SearchDataModule
+from search_step import StepTimer
 from supernets.spaces import create_supernet
 from tasks import load_task
 
 REFERENCE_CONFIGS = (("64", "16", "8"), ("32", "8", "5"))
-
-
-class StepTimer(pl.Callback):
-    """Wall-clock seconds of every training step (the last one also runs the controller phase)."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             *args: object) -> None:
-        _sync(pl_module.device)
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           *args: object) -> None:
-        _sync(pl_module.device)
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def _sync(device: torch.device) -> None:
@@ -82,8 +67,12 @@ def run(args: argparse.Namespace) -> None:
     pl.seed_everything(0, verbose=False)
     dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
                         image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0)
-    supernet = create_supernet("darts", num_classes=10, channels=args.channels, layers=args.layers)
+    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0,
+                                  channels_last=args.channels_last)
+    supernet = create_supernet("darts", num_classes=10, channels=args.channels,
+                               layers=args.layers)
+    if args.channels_last:
+        supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm("enas", supernet, num_classes=10,
                               cfg={"controller_steps": steps})
     controller_seconds: list[float] = []
@@ -96,7 +85,9 @@ def run(args: argparse.Namespace) -> None:
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[timer],
                          use_distributed_sampler=False)
-    trainer.fit(module, datamodule=datamodule)
+    with warnings.catch_warnings():  # only training is timed: the derive step does not run
+        warnings.filterwarnings("ignore", message="ENAS derives its genotype")
+        trainer.fit(module, datamodule=datamodule)
     weight_seconds = timer.seconds[:-1] + [timer.seconds[-1] - phase_seconds[0]]
     device = trainer.strategy.root_device
     if device.type == "cuda":
@@ -106,7 +97,8 @@ def run(args: argparse.Namespace) -> None:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
         name = "cpu"
     print(f"enas | space darts | batch {args.batch} | channels {args.channels} | "
-          f"cells {args.layers} | precision {args.precision} | torch {torch.__version__} | "
+          f"cells {args.layers} | precision {args.precision} | "
+          f"channels_last {args.channels_last} | torch {torch.__version__} | "
           f"device {name} | threads {torch.get_num_threads()}")
     print(_summary("shared-weight", weight_seconds[args.warmup:]))
     print(_summary("controller", controller_seconds[args.warmup:]))
@@ -122,6 +114,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="NHWC images and weights, as data.channels_last (default: on)")
     parser.add_argument("--all", action="store_true",
                         help="run the reference configurations, each in its own process")
     return parser.parse_args(argv)
@@ -136,7 +130,9 @@ def main(argv: list[str]) -> None:
         subprocess.run([sys.executable, __file__, "--batch", batch, "--channels", channels,
                         "--layers", layers, "--warmup", str(args.warmup),
                         "--steps", str(args.steps), "--device", args.device,
-                        "--precision", args.precision], check=True)
+                        "--precision", args.precision,
+                        "--channels-last" if args.channels_last else "--no-channels-last"],
+                       check=True)
 
 
 if __name__ == "__main__":
