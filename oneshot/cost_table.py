@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from oneshot.errors import ConfigError
+from oneshot.files import write_atomic
 
 FORMAT_VERSION = 1
 UNITS = ("ms", "MFLOPs")
@@ -41,17 +41,8 @@ class CostTable:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the table atomically (temporary file in the same directory, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.to_dict(), handle, indent=2, allow_nan=False)
-                handle.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        write_atomic(path, text.encode("utf-8"))
 
     def cost_vectors(self, choice_points: Mapping[str, Sequence[str]]) -> dict[str, torch.Tensor]:
         """``label -> costs`` in the candidates' order; a missing block or candidate raises."""

@@ -16,7 +16,8 @@ from typing import Sequence
 from oneshot.errors import USER_ERRORS, ConfigError
 from oneshot.genotypes import LoadedGenotype, load_genotype
 from oneshot.render import GraphvizMissingError, cell_graphs, save_alpha_plots, write_diagrams
-from oneshot.render.drawing import DIAGRAM_FORMATS, write_atomic
+from oneshot.files import write_atomic
+from oneshot.render.drawing import DIAGRAM_FORMATS
 from supernets.genotype_file import save_genotype_file
 
 TEXT_FORMATS = ("json", "darts")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from oneshot.cli import report_user_errors, run_cli
 from oneshot.datamodule import RetrainDataModule
 from oneshot.errors import ConfigError
+from oneshot.files import write_atomic
 from oneshot.genotypes import LoadedGenotype, load_genotype
 from oneshot.retrain_module import RetrainModule, RetrainOptimizerConfig
 from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_resolved_config
@@ -74,13 +74,7 @@ def train_subset(dataset: ImageDataset, subset: int | None, seed: int) -> ImageD
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` as indented JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
 def _architecture(loaded: LoadedGenotype) -> dict[str, Any]:

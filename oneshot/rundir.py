@@ -9,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from oneshot.errors import ConfigError
+from oneshot.files import write_atomic
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
@@ -33,9 +34,7 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 def write_resolved_config(cfg: DictConfig, run_dir: Path) -> Path:
     """Write ``config.yaml`` with every interpolation resolved, so the run can be repeated."""
     path = run_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    tmp.replace(path)
+    write_atomic(path, OmegaConf.to_yaml(cfg, resolve=True).encode("utf-8"))
     return path
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from oneshot.files import write_atomic
 from oneshot.genotypes import load_genotype
 from supernets.errors import GenotypeError
 
@@ -44,9 +45,7 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]]) -> tuple[Path, Pa
     writer.writerows(rows)
     outputs = (sweep_dir / "summary.csv", sweep_dir / "summary.json")
     for path, text in zip(outputs, (buffer.getvalue(), json.dumps(rows, indent=2) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomic(path, text.encode("utf-8"))
     return outputs
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Mapping
 
@@ -14,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from oneshot.errors import ConfigError
+from oneshot.files import write_atomic
 
 IMAGE_FORMATS = ("svg", "png")
 DIAGRAM_FORMATS = ("dot", *IMAGE_FORMATS)
@@ -50,23 +49,6 @@ def graph_pixels(graph: graphviz.Digraph) -> np.ndarray:
     """``graph`` drawn as an RGB image array (H, W, 3, uint8), e.g. for TensorBoard."""
     with Image.open(io.BytesIO(draw(graph, "png"))) as image:
         return np.asarray(image.convert("RGB")).copy()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory.
-
-    The file gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_diagrams(graphs: Mapping[str, graphviz.Digraph], out_dir: Path, fmt: str, *,
