@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from supernets.darts.derived import DartsNetwork, DerivedCell, drop_path
+from supernets.darts.derived import DartsNetwork, DerivedCell
+from supernets.drop_path import drop_path
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published, list_published
 from supernets.errors import SpaceError

@@ -6,24 +6,9 @@ import torch
 from torch import nn
 
 from supernets.darts.genotype import DartsGenotype
+from supernets.drop_path import DropPathNetwork, drop_path
 from supernets.errors import SpaceError
 from supernets.ops import FactorizedReduce, ReLUConvBN, create_op
-
-
-def drop_path(x: torch.Tensor, p: float | torch.Tensor, training: bool) -> torch.Tensor:
-    """Zero whole samples with probability ``p`` and scale the kept ones by ``1 / (1 - p)``.
-
-    One Bernoulli draw per sample (mask of shape ``[N, 1, 1, 1]``); identity when not training.
-    ``p`` may be a 0-dim tensor, so that changing it does not recompile a compiled network; it
-    is then not range-checked here.
-    """
-    if not isinstance(p, torch.Tensor) and not 0.0 <= p < 1.0:
-        raise SpaceError(f"drop-path probability must be in [0, 1), got {p}")
-    if not training:
-        return x
-    keep = 1.0 - torch.as_tensor(p, dtype=torch.float32, device=x.device)
-    mask = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device) < keep
-    return x * mask / keep
 
 
 class DerivedCell(nn.Module):
@@ -85,7 +70,7 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class DartsNetwork(nn.Module):
+class DartsNetwork(DropPathNetwork):
     """The DARTS evaluation network: a stem and ``layers`` cells of one genotype.
 
     Reduction cells sit at 1/3 and 2/3 of depth (channels double at each); all BatchNorms are
@@ -110,7 +95,6 @@ class DartsNetwork(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SpaceError(f"DARTS network option {option} must be an integer >= {low}, "
                                  f"got {value!r}")
-        self.register_buffer("drop_prob", torch.zeros(()), persistent=False)
         self.aux_index = 2 * layers // 3
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(
@@ -135,17 +119,6 @@ class DartsNetwork(nn.Module):
         self.auxiliary_head = AuxiliaryHead(c_aux, num_classes) if auxiliary else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
-
-    @property
-    def drop_path_prob(self) -> float:
-        """Drop-path probability in training (a buffer, so a compiled network keeps its graph)."""
-        return float(self.drop_prob)
-
-    @drop_path_prob.setter
-    def drop_path_prob(self, p: float) -> None:
-        if not 0.0 <= p < 1.0:
-            raise SpaceError(f"drop-path probability must be in [0, 1), got {p}")
-        self.drop_prob.fill_(p)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits_aux = None

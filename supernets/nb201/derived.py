@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from supernets.darts.derived import drop_path
+from supernets.drop_path import DropPathNetwork, drop_path
 from supernets.errors import SpaceError
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.ops import create_nb201_op
@@ -37,7 +37,7 @@ class DerivedCell(nn.Module):
         return nodes[-1]
 
 
-class Nb201Network(Nb201Skeleton):
+class Nb201Network(Nb201Skeleton, DropPathNetwork):
     """The NAS-Bench-201 network of ``genotype``: ``layers`` cells per stage (the benchmark: 5),
     ``channels`` in the first stage (the benchmark: 16).
 
@@ -55,18 +55,6 @@ class Nb201Network(Nb201Skeleton):
                              f"got {type(genotype).__name__}")
         super().__init__(lambda c: DerivedCell(genotype, c), num_classes=num_classes,
                          channels=channels, layers=layers, in_channels=in_channels)
-        self.register_buffer("drop_prob", torch.zeros(()), persistent=False)
-
-    @property
-    def drop_path_prob(self) -> float:
-        """Drop-path probability in training (a buffer, so a compiled network keeps its graph)."""
-        return float(self.drop_prob)
-
-    @drop_path_prob.setter
-    def drop_path_prob(self, p: float) -> None:
-        if not 0.0 <= p < 1.0:
-            raise SpaceError(f"drop-path probability must be in [0, 1), got {p}")
-        self.drop_prob.fill_(p)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self.forward_cells(x, self.drop_prob), None

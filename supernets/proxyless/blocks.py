@@ -7,7 +7,7 @@ import re
 import torch
 from torch import nn
 
-from supernets.darts.derived import drop_path
+from supernets.drop_path import drop_path
 from supernets.errors import SpaceError
 from supernets.ops import Zero
 

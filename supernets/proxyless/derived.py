@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from supernets.drop_path import DropPathNetwork
 from supernets.errors import SpaceError
 from supernets.proxyless.blocks import ZERO, MBConv, head, parse_mbconv, stem
 from supernets.proxyless.genotype import ProxylessGenotype
 
 
-class ProxylessNetwork(nn.Module):
+class ProxylessNetwork(DropPathNetwork):
     """The derived MobileNet-style network: stem, the chosen MBConvs (``zero`` blocks left out), head.
 
     ``forward(x)`` returns ``(logits, None)`` (no auxiliary head). Drop-path with probability
@@ -30,7 +31,6 @@ class ProxylessNetwork(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpaceError(f"proxyless network option {option} must be a positive integer, "
                                  f"got {value!r}")
-        self.register_buffer("drop_prob", torch.zeros(()), persistent=False)
         self.stem = stem(in_channels, genotype.stem_channels, genotype.first_channels)
         self.blocks = nn.ModuleList()
         c_in = genotype.first_channels
@@ -46,17 +46,6 @@ class ProxylessNetwork(nn.Module):
                 c_in = width
         self.head = head(c_in, genotype.head_channels)
         self.classifier = nn.Linear(genotype.head_channels, num_classes)
-
-    @property
-    def drop_path_prob(self) -> float:
-        """Drop-path probability in training (a buffer, so a compiled network keeps its graph)."""
-        return float(self.drop_prob)
-
-    @drop_path_prob.setter
-    def drop_path_prob(self, p: float) -> None:
-        if not 0.0 <= p < 1.0:
-            raise SpaceError(f"drop-path probability must be in [0, 1), got {p}")
-        self.drop_prob.fill_(p)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         x = self.stem(x)
