@@ -374,7 +374,6 @@ def _compose_retrain(overrides: list[str]):
     from hydra import compose, initialize_config_module
 
     tiny = ["task=synthetic", "task.num_train=32", "task.num_test=16", "task.image_size=8",
-            "network.channels=null", "network.layers=null", "network.auxiliary=null",
             "data.batch_size=8", "data.eval_batch_size=16", "trainer.accelerator=cpu",
             "trainer.max_epochs=1", "trainer.limit_train_batches=2",
             "trainer.enable_progress_bar=false"]
