@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import TINY_SEARCH, compose_search
 from oneshot.algorithms import create_algorithm
 from oneshot.algorithms.binary_gates import (
-    binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths, step_generator)
+    binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths)
+from oneshot.algorithms.sampling import step_generator
 from oneshot.algorithms.proxyless import LatencyConfig, ProxylessSearch
 from oneshot.cost_table import CostTable, expected_cost
 from oneshot.errors import ConfigError
@@ -246,6 +247,7 @@ def test_sampling_is_seeded_by_seed_and_step() -> None:
     draw = lambda seed, step: sample_pairs(alpha, sizes, step_generator(seed, step, 0))  # noqa: E731
     assert torch.equal(draw(3, 10), draw(3, 10))
     assert any(not torch.equal(draw(3, 10), draw(3, step)) for step in range(11, 20))
+    assert any(not torch.equal(draw(3, 10), draw(seed, 10)) for seed in range(4, 12))
     pairs = torch.cat([draw(0, step) for step in range(200)])
     assert (pairs[:, 0] != pairs[:, 1]).all() and (pairs[2::3] < 6).all()
     paths = torch.stack([sample_paths(torch.tensor([0.0, 3.0, 0.0]), [3],

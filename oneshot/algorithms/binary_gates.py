@@ -11,11 +11,6 @@ from typing import Sequence
 import torch
 
 
-def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
-    """A CPU generator seeded from ``(seed, step, stream)``: every process draws the same."""
-    return torch.Generator().manual_seed(((seed % 2**31) << 32 | (step % 2**28) << 4 | stream))
-
-
 def padded_probs(flat_alpha: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """``softmax(alpha)`` of each choice point as a row of a ``[points, max(sizes)]`` CPU matrix,
     zero-padded."""

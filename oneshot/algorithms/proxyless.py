@@ -11,7 +11,8 @@ from torch import nn
 
 from oneshot.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
 from oneshot.algorithms.binary_gates import (
-    binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths, step_generator)
+    binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths)
+from oneshot.algorithms.sampling import step_generator
 from oneshot.cost_table import expected_cost, load_cost_table
 from oneshot.errors import ConfigError
 from supernets.cost import candidate_costs, mflops
