@@ -14,8 +14,6 @@ SPOS step is one weight step (its search after training is not timed here).
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
 import subprocess
 import sys
 import warnings
@@ -23,9 +21,9 @@ import warnings
 import pytorch_lightning as pl
 import torch
 
+from common import StepTimer, device_and_peak, timing
 from oneshot.algorithms import create_algorithm
 from oneshot.datamodule import SearchDataModule
-from search_step import StepTimer
 from supernets.spaces import create_supernet
 from tasks import load_task
 
@@ -58,19 +56,13 @@ def run(args: argparse.Namespace) -> None:
         warnings.filterwarnings("ignore", message="SPOS searches in the last epoch")
         trainer.fit(module, datamodule=datamodule)
     timed = timer.seconds[args.warmup:]
-    device = trainer.strategy.root_device
-    if device.type == "cuda":
-        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
-        name = torch.cuda.get_device_name(device)
-    else:
-        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
-        name = "cpu"
+    name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)
+    peak = f"{peak_gib:.2f} GiB {measured}"
     print(f"{args.algorithm} | space {args.space} | batch {args.batch} | channels {channels} | "
           f"layers {layers} | precision {args.precision} | channels_last {args.channels_last} | "
           f"torch {torch.__version__} | "
           f"device {name} | threads {torch.get_num_threads()}")
-    print(f"  s/step over {len(timed)} steps: median {statistics.median(timed):.3f}  "
-          f"min {min(timed):.3f}  max {max(timed):.3f} | peak memory {peak}", flush=True)
+    print(f"  {timing(timed, digits=3)} | peak memory {peak}", flush=True)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

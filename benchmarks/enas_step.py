@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -29,9 +27,9 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 
+from common import StepTimer, device_and_peak, timing
 from oneshot.algorithms import create_algorithm
 from oneshot.datamodule import SearchDataModule
-from search_step import StepTimer
 from supernets.spaces import create_supernet
 from tasks import load_task
 
@@ -58,8 +56,7 @@ def _timed(fn: Callable[..., Any], module: pl.LightningModule,
 
 
 def _summary(name: str, seconds: list[float]) -> str:
-    return (f"  {name} s/step over {len(seconds)} steps: median {statistics.median(seconds):.3f}  "
-            f"min {min(seconds):.3f}  max {max(seconds):.3f}")
+    return f"  {name} {timing(seconds, digits=3)}"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -89,13 +86,8 @@ def run(args: argparse.Namespace) -> None:
         warnings.filterwarnings("ignore", message="ENAS derives its genotype")
         trainer.fit(module, datamodule=datamodule)
     weight_seconds = timer.seconds[:-1] + [timer.seconds[-1] - phase_seconds[0]]
-    device = trainer.strategy.root_device
-    if device.type == "cuda":
-        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
-        name = torch.cuda.get_device_name(device)
-    else:
-        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
-        name = "cpu"
+    name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)
+    peak = f"{peak_gib:.2f} GiB {measured}"
     print(f"enas | space darts | batch {args.batch} | channels {args.channels} | "
           f"cells {args.layers} | precision {args.precision} | "
           f"channels_last {args.channels_last} | torch {torch.__version__} | "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import torch
 
 from oneshot.algorithms import create_algorithm
 from oneshot.datamodule import SearchDataModule
-from search_step import StepTimer
+from common import StepTimer, device_and_peak
 from supernets.spaces import create_supernet
 from tasks import load_task
 
@@ -54,17 +53,13 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                          use_distributed_sampler=False)
     trainer.fit(module, datamodule=datamodule)
     timed = timer.seconds[args.warmup:]
-    device = trainer.strategy.root_device
-    if device.type == "cuda":
-        peak_gib, name = torch.cuda.max_memory_allocated(device) / 2**30, torch.cuda.get_device_name(device)
-    else:
-        peak_gib, name = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "cpu"
+    name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)
     return {"algorithm": args.only, "space": args.space, "batch": args.batch,
             "channels": args.channels, "cells": args.layers, "channels_last": args.channels_last,
             "torch": torch.__version__,
             "device": name, "threads": torch.get_num_threads(), "steps": len(timed),
             "median_s": statistics.median(timed), "min_s": min(timed), "max_s": max(timed),
-            "peak_gib": peak_gib, "memory": "allocated" if device.type == "cuda" else "RSS"}
+            "peak_gib": peak_gib, "memory": measured}
 
 
 def _line(r: dict[str, object]) -> str:

@@ -14,41 +14,17 @@ step and the peak resident memory (CPU) or peak allocated memory (GPU).
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
 import sys
-import time
 
 import pytorch_lightning as pl
 import torch
 
+from common import StepTimer, device_and_peak, timing
 from oneshot.datamodule import RetrainDataModule
 from oneshot.genotypes import load_genotype
 from oneshot.retrain_module import RetrainModule
 from supernets.spaces import create_network
 from tasks import load_task
-
-
-class StepTimer(pl.Callback):
-    """Wall-clock seconds of every training step, synchronising queued device work first."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def _sync(self, module: pl.LightningModule) -> None:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             *args: object) -> None:
-        self._sync(pl_module)
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           *args: object) -> None:
-        self._sync(pl_module)
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -69,20 +45,14 @@ def run(args: argparse.Namespace) -> None:
                          callbacks=[timer], use_distributed_sampler=False)
     trainer.fit(module, datamodule=RetrainDataModule(dataset, batch_size=args.batch, cutout=16))
     timed = timer.seconds[args.warmup:]
-    device = trainer.strategy.root_device
-    if device.type == "cuda":
-        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
-        name = torch.cuda.get_device_name(device)
-    else:
-        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
-        name = "cpu"
+    name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)
+    peak = f"{peak_gib:.2f} GiB {measured}"
     print(f"retrain {args.genotype} | space {loaded.space} | batch {args.batch} | "
           f"channels {args.channels} | cells {args.layers} | "
           f"precision {args.precision} | channels_last {args.channels_last} | "
           f"compile {args.compile} | torch {torch.__version__} | device {name} | "
           f"threads {torch.get_num_threads()}")
-    print(f"  s/step over {len(timed)} steps: median {statistics.median(timed):.2f}  "
-          f"min {min(timed):.2f}  max {max(timed):.2f} | peak memory {peak}", flush=True)
+    print(f"  {timing(timed)} | peak memory {peak}", flush=True)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

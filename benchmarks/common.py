@@ -1,0 +1,46 @@
+"""What every benchmark script shares: the step timer, the device name and peak memory, the summary."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from typing import Sequence
+
+import pytorch_lightning as pl
+import torch
+
+
+class StepTimer(pl.Callback):
+    """Wall-clock seconds of every training step, synchronising queued device work first."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def _sync(self, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             *args: object) -> None:
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           *args: object) -> None:
+        self._sync(pl_module)
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def device_and_peak(device: torch.device) -> tuple[str, float, str]:
+    """The device name, the peak memory in GiB, and what was measured (``allocated`` or ``RSS``)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device), torch.cuda.max_memory_allocated(device) / 2**30, "allocated"
+    return "cpu", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "RSS"
+
+
+def timing(seconds: Sequence[float], digits: int = 2) -> str:
+    """``s/step over N steps: median .. min .. max ..``."""
+    return (f"s/step over {len(seconds)} steps: median {statistics.median(seconds):.{digits}f}  "
+            f"min {min(seconds):.{digits}f}  max {max(seconds):.{digits}f}")
