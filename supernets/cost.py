@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from supernets.errors import SpaceError
+from supernets.measure import count_flops
 from supernets.mixed import MixedOp, SparseRow
 
 FREE_CANDIDATES = ("none", "zero")
@@ -80,14 +80,7 @@ def candidate_costs(supernet: nn.Module, input_size: Sequence[int],
 def mflops(module: nn.Module, shape: Shape, device: torch.device) -> float:
     """Millions of FLOPs of one eval-mode forward pass (2 per multiply-add, convolutions and
     matrix products only, as ``torch.utils.flop_counter`` counts)."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            module(torch.zeros(*shape, device=device))
-    finally:
-        module.train(was_training)
-    return counter.get_total_flops() / 1e6
+    return count_flops(module, tuple(shape)) / 1e6
 
 
 def latency_ms(module: nn.Module, shape: Shape, device: torch.device, *, warmup: int = 10,
