@@ -21,7 +21,7 @@ import warnings
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, device_and_peak, timing
+from common import StepTimer, add_protocol_args, device_and_peak, timing
 from oneshot.algorithms import create_algorithm
 from oneshot.datamodule import SearchDataModule
 from supernets.spaces import create_supernet
@@ -74,10 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="initial channels (default: nb201 16, darts 16)")
     parser.add_argument("--layers", type=int, default=None,
                         help="nb201: cells per stage (5); darts: cells (8)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
-    parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    add_protocol_args(parser)
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="NHWC images and weights, as data.channels_last (default: on)")
     parser.add_argument("--all", action="store_true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import resource
 import statistics
 import time
@@ -44,3 +45,12 @@ def timing(seconds: Sequence[float], digits: int = 2) -> str:
     """``s/step over N steps: median .. min .. max ..``."""
     return (f"s/step over {len(seconds)} steps: median {statistics.median(seconds):.{digits}f}  "
             f"min {min(seconds):.{digits}f}  max {max(seconds):.{digits}f}")
+
+
+def add_protocol_args(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
+    """The protocol's options: warm-up and timed steps, the accelerator and the precision."""
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    if precision:
+        parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")

@@ -25,7 +25,7 @@ import torch
 
 from oneshot.algorithms import create_algorithm
 from oneshot.datamodule import SearchDataModule
-from common import StepTimer, device_and_peak
+from common import StepTimer, add_protocol_args, device_and_peak
 from supernets.spaces import create_supernet
 from tasks import load_task
 
@@ -77,9 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--channels", type=int, default=16, help="space=darts only")
     parser.add_argument("--layers", type=int, default=8, help="space=darts only")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    add_protocol_args(parser, precision=False)
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="NHWC images and weights, as data.channels_last (default: on)")
     return parser.parse_args(argv)

@@ -19,7 +19,7 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, device_and_peak, timing
+from common import StepTimer, add_protocol_args, device_and_peak, timing
 from oneshot.datamodule import RetrainDataModule
 from oneshot.genotypes import load_genotype
 from oneshot.retrain_module import RetrainModule
@@ -62,10 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=96)
     parser.add_argument("--channels", type=int, default=36)
     parser.add_argument("--layers", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
-    parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    add_protocol_args(parser)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     return parser.parse_args(argv)

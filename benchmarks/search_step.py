@@ -19,7 +19,7 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, device_and_peak, timing
+from common import StepTimer, add_protocol_args, device_and_peak, timing
 from oneshot.algorithms import create_algorithm
 from oneshot.datamodule import SearchDataModule
 from supernets.spaces import create_supernet
@@ -63,10 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--order", choices=("first", "second"), default="first")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu")
-    parser.add_argument("--precision", default="32-true", help="e.g. 32-true, bf16-mixed")
+    add_protocol_args(parser)
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="NHWC memory format (the search default)")
     parser.add_argument("--all", action="store_true", help="run the four reference configurations, "
