@@ -19,11 +19,10 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from oneshot.benchmark_table import BenchmarkTable
 from oneshot.errors import ConfigError
-from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels, list_renderers,
+from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels,
                             write_diagrams)
 from supernets.genotype_file import save_genotype_file
 from supernets.measure import derived_params
-from supernets.spaces import get_space
 
 
 def alpha_heatmap(rows: Mapping[str, torch.Tensor], candidates: list[str], title: str) -> np.ndarray:
@@ -135,6 +134,7 @@ class GenotypeWriter(pl.Callback):
         self.space = space
         self.meta = dict(meta)
         self.benchmark = benchmark
+        self._param_counts: dict[str, int] = {}
 
     def _meta(self, trainer: pl.Trainer) -> dict[str, Any]:
         value = trainer.callback_metrics.get("val/acc")
@@ -144,10 +144,12 @@ class GenotypeWriter(pl.Callback):
         return {**self.meta, "epoch": trainer.current_epoch, "val_acc": val_acc}
 
     def _params(self, genotype: Any) -> dict[str, int]:
-        """``params``: the derived network's size at the retrain defaults, if the space has one."""
-        if get_space(self.space).build_network is None:
-            return {}
-        return {"params": derived_params(self.space, genotype)}
+        """``params``: the size of the network the genotype is retrained as, at its defaults."""
+        key = str(genotype)
+        if key not in self._param_counts:
+            self._param_counts[key] = derived_params(
+                self.space, genotype, space_options=self.meta.get("space_options"))
+        return {"params": self._param_counts[key]}
 
     def _benchmark(self, genotype: Any) -> dict[str, Any]:
         """``benchmark``: the genotype's results in the benchmark table, if one is given."""
@@ -213,7 +215,7 @@ class CellDiagramWriter(pl.Callback):
     scrubbing the epochs in TensorBoard shows the cells change. Without Graphviz's ``dot``
     program it writes the dot source, ``diagrams/epoch_NNN_<cell>.dot``, and no images, with one
     warning; drawing never stops a search. A space without a registered renderer
-    (``oneshot.render.register_renderer``) gets no diagrams and one warning.
+    (``oneshot.render.register_renderer``) gets the generic drawing of its choices.
     """
 
     def __init__(self, run_dir: Path, *, space: str) -> None:
@@ -228,10 +230,6 @@ class CellDiagramWriter(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
-            return
-        if self.space not in list_renderers():
-            self._warn_once(f"no cell diagrams for space '{self.space}': no renderer is "
-                            "registered (oneshot.render.register_renderer)")
             return
         epoch = trainer.current_epoch
         graphs = cell_graphs(self.space, pl_module.genotype())

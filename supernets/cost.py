@@ -14,20 +14,23 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from supernets.choices import OpChoice
 from supernets.errors import SpaceError
 from supernets.measure import count_flops
-from supernets.mixed import MixedOp, SparseRow
+from supernets.mixed import SparseRow
+from supernets.supernet import Supernet
 
 FREE_CANDIDATES = ("none", "zero")
 Shape = tuple[int, ...]
 Measure = Callable[[nn.Module, Shape, torch.device], float]
 
 
-def choice_inputs(supernet: nn.Module, input_size: Sequence[int]) -> dict[str, list[tuple[MixedOp, Shape]]]:
-    """Every choice point's mixed operations with the input shape each one sees.
+def choice_inputs(supernet: Supernet,
+                  input_size: Sequence[int]) -> dict[str, list[tuple[OpChoice, Shape]]]:
+    """Every operation choice of each label with the input shape it sees.
 
     Runs one eval-mode forward pass of zeros (one cheap candidate per choice point) and records
-    which :class:`MixedOp` receives which label's row.
+    the input of every :class:`~supernets.choices.OpChoice`.
     """
     choices = supernet.choice_points()
     device = _device(supernet)
@@ -37,16 +40,14 @@ def choice_inputs(supernet: nn.Module, input_size: Sequence[int]) -> dict[str, l
         if not usable:
             raise SpaceError(f"choice point '{label}' has only free candidates {names}")
         rows[label] = SparseRow(torch.zeros(len(names), device=device), (usable[0],))
-    label_of = {id(row): label for label, row in rows.items()}
-    found: dict[str, list[tuple[MixedOp, Shape]]] = {label: [] for label in choices}
+    found: dict[str, list[tuple[OpChoice, Shape]]] = {label: [] for label in choices}
 
     def record(module: nn.Module, args: tuple[object, ...]) -> None:
-        x, row = args[0], args[1]
-        if isinstance(x, torch.Tensor) and id(row) in label_of:
-            found[label_of[id(row)]].append((module, tuple(x.shape)))
+        if isinstance(module, OpChoice) and isinstance(args[0], torch.Tensor):
+            found[module.label].append((module, tuple(args[0].shape)))
 
-    mixed = [m for m in supernet.modules() if isinstance(m, MixedOp)]
-    handles = [m.register_forward_pre_hook(record) for m in mixed]
+    handles = [m.register_forward_pre_hook(record) for m in supernet.modules()
+               if isinstance(m, OpChoice)]
     was_training = supernet.training
     supernet.eval()
     try:

@@ -1,22 +1,18 @@
 """A search space as a sequence of discrete decisions, for algorithms that sample architectures.
 
-A supernet may describe itself with ``sampling_decisions()`` (a list of :class:`Choice` and
-:class:`CellChoices`), turn a sample into its ``arch`` with ``sampled_arch(choices)`` and into a
-genotype with ``sampled_genotype(choices)``. A supernet that only has ``choice_points()`` and
-``derive(weights)`` is sampled as one :class:`Choice` per choice point, each a one-hot row.
-``choices`` always maps a decision label to the index of the chosen candidate.
+A supernet describes itself with ``sampling_decisions()`` (a list of :class:`Choice` and
+:class:`CellChoices`), turns a sample into its ``arch`` with ``sampled_arch(choices)`` and into
+a genotype with ``sampled_genotype(choices)`` (:class:`~supernets.supernet.Supernet` gives one
+decision per choice label by default). ``choices`` always maps a decision label to the index of
+the chosen candidate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
-
-import torch
-from torch import nn
+from typing import Mapping, Sequence, Union
 
 from supernets.errors import SpaceError
-from supernets.mixed import ArchRow, SparseRow
 
 
 @dataclass(frozen=True)
@@ -64,13 +60,6 @@ class CellChoices:
 Decision = Union[Choice, CellChoices]
 
 
-def sampling_decisions(supernet: nn.Module) -> list[Decision]:
-    """The decisions that define one architecture of ``supernet``, in sampling order."""
-    if hasattr(supernet, "sampling_decisions"):
-        return list(supernet.sampling_decisions())
-    return [Choice(label, tuple(names)) for label, names in supernet.choice_points().items()]
-
-
 def flat_decisions(decisions: Sequence[Decision]) -> list[Choice]:
     """Every single categorical decision, cells expanded, in sampling order."""
     out: list[Choice] = []
@@ -90,29 +79,3 @@ def chosen_index(choices: Mapping[str, int], decision: Choice) -> int:
         raise SpaceError(f"decision '{decision.label}' must be an index in "
                          f"0..{len(decision.candidates) - 1}, got {index!r}")
     return index
-
-
-def sampled_arch(supernet: nn.Module, choices: Mapping[str, int]) -> dict[str, ArchRow]:
-    """The ``arch`` that runs exactly the sampled candidates of ``supernet``."""
-    if hasattr(supernet, "sampled_arch"):
-        return supernet.sampled_arch(choices)
-    rows: dict[str, ArchRow] = {}
-    for label, names in supernet.choice_points().items():
-        index = chosen_index(choices, Choice(label, tuple(names)))
-        rows[label] = SparseRow(_one_hot(len(names), index), (index,))
-    return rows
-
-
-def sampled_genotype(supernet: nn.Module, choices: Mapping[str, int]) -> Any:
-    """The genotype of a sampled architecture of ``supernet``."""
-    if hasattr(supernet, "sampled_genotype"):
-        return supernet.sampled_genotype(choices)
-    return supernet.derive({
-        label: _one_hot(len(names), chosen_index(choices, Choice(label, tuple(names))))
-        for label, names in supernet.choice_points().items()})
-
-
-def _one_hot(size: int, index: int) -> torch.Tensor:
-    row = torch.zeros(size)
-    row[index] = 1.0
-    return row

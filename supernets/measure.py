@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -39,12 +38,13 @@ def count_flops(module: nn.Module, input_size: Sequence[int] = (1, 3, 32, 32)) -
     return int(counter.get_total_flops())
 
 
-@lru_cache(maxsize=16)
-def derived_params(space: str, genotype: Any, num_classes: int = 10) -> int:
-    """Parameters of the derived network at its space's evaluation defaults, without the
-    auxiliary head (DARTS: 36 channels, 20 cells). Built on the meta device, so nothing is
-    allocated.
+def derived_params(space: str, genotype: Any, num_classes: int = 10, *,
+                   space_options: Mapping[str, Any] | None = None) -> int:
+    """Parameters of the network ``genotype`` is retrained as, at its space's defaults, without
+    the auxiliary head (DARTS: 36 channels, 20 cells; a fixed network: as searched with
+    ``space_options``). Built on the meta device, so nothing is allocated.
     """
     with torch.device("meta"):
-        network = create_network(space, genotype, num_classes=num_classes)
+        network = create_network(space, genotype, num_classes=num_classes,
+                                 space_options=space_options)
     return count_parameters(network)

@@ -1,4 +1,9 @@
-"""The DARTS candidate operations, all built by one ``(C, stride, affine)`` factory each."""
+"""The operation registry: every candidate operation built by one ``(C, stride, affine)`` factory.
+
+The DARTS primitives, NAS-Bench-201's ``nor_conv_*`` and whatever a user adds with
+:func:`register_op`; an :class:`~supernets.choices.OpChoice` builds its candidates from here by
+name.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,22 @@ class SepConv(nn.Sequential):
         super().__init__(
             DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine),
             DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine),
+        )
+
+
+class NorConv(nn.Sequential):
+    """ReLU, convolution, BatchNorm as NAS-Bench-201 builds it (``ReLUConvBN``).
+
+    As in the benchmark's code, the convolution has a bias exactly when the BatchNorm is not
+    affine (the search network's setting).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, affine: bool) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2,
+                      bias=not affine),
+            nn.BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -100,6 +121,8 @@ OPS: dict[str, OpFactory] = {
         nn.Conv2d(c, c, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
         nn.BatchNorm2d(c, affine=affine),
     ),
+    "nor_conv_1x1": lambda c, stride, affine: NorConv(c, c, 1, stride, affine),
+    "nor_conv_3x3": lambda c, stride, affine: NorConv(c, c, 3, stride, affine),
 }
 
 DARTS_PRIMITIVES: tuple[str, ...] = (
@@ -112,6 +135,14 @@ DARTS_PRIMITIVES: tuple[str, ...] = (
     "dil_conv_3x3",
     "dil_conv_5x5",
 )
+
+
+def register_op(name: str, factory: OpFactory) -> None:
+    """Add operation ``name``, built as ``factory(C, stride, affine)``; a taken name is an error."""
+    if not isinstance(name, str) or not name or name in OPS:
+        raise SpaceError(f"cannot register operation {name!r}: the name is empty or taken; "
+                         f"registered: {', '.join(list_ops())}")
+    OPS[name] = factory
 
 
 def list_ops() -> list[str]:

@@ -1,89 +1,184 @@
-"""Registry of search spaces: how to build each supernet, read each genotype, build its network."""
+"""Registry of search spaces: built-in, installed through an entry point, or named by class path.
+
+A space is a :class:`~supernets.supernet.Supernet` subclass. It is found by
+
+- its registered name (``darts``, ``nb201``, ``proxyless``, or :func:`register_space`);
+- an entry point of the group ``oneshot.spaces`` of an installed package, whose name is the
+  space's name and whose object is the class (``tricell = "tricell.space:TriCell"``); loading it
+  also runs the package's module, where it may register operations and renderers;
+- its class path ``package.module.ClassName`` (what Hydra's ``_target_`` holds), for a space that
+  is not registered.
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping
 
 from torch import nn
 
 from supernets.darts.derived import DartsNetwork
-from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
-from supernets.errors import SpaceError
-from supernets.nb201.derived import Nb201Network
-from supernets.nb201.genotype import Nb201Genotype
+from supernets.errors import GenotypeError, SpaceError
+from supernets.fixed import FixedNetwork
 from supernets.nb201.search import Nb201Supernet
-from supernets.proxyless.derived import ProxylessNetwork
-from supernets.proxyless.genotype import ProxylessGenotype
 from supernets.proxyless.search import ProxylessSupernet
+from supernets.supernet import Supernet
+
+ENTRY_POINT_GROUP = "oneshot.spaces"
+# Constructor arguments that come from the data, not from the space's options.
+DATA_OPTIONS = ("num_classes", "in_channels")
 
 
 @dataclass(frozen=True)
 class SpaceSpec:
-    """What the framework needs to know about a search space.
+    """A search space: its supernet class and, where it has one, its own evaluation network.
 
-    The supernet built by ``build_supernet`` exposes ``choice_points()``, ``forward(x, arch)`` and
-    ``derive(arch_weights) -> genotype``; genotypes have ``to_dict()`` and ``str()``.
-    ``genotype_from_text`` reads the space's one-line text form (e.g. DARTS' ``Genotype(...)``,
-    NAS-Bench-201's ``|op~j|+...``), where it has one.
-    ``build_network(genotype, *, num_classes, **options)`` builds the derived network to train
-    from scratch; its option defaults are the space's evaluation protocol. That network has a
-    ``drop_path_prob`` attribute, and ``forward(x)`` returns ``(logits, logits_aux)`` where
-    ``logits_aux`` is ``None`` unless an auxiliary head is active (training mode). ``None``
-    means the space has no derived network yet.
+    ``network(genotype, *, num_classes, **options)`` builds the network a genotype is retrained
+    as, with option defaults that are the space's evaluation protocol (DARTS: 36 channels, 20
+    cells, auxiliary head). Without one, the space's fixed network is retrained.
     """
 
-    build_supernet: Callable[..., nn.Module]
-    genotype_from_dict: Callable[[Mapping[str, Any]], Any]
-    build_network: Callable[..., nn.Module] | None = None
-    genotype_from_text: Callable[[str], Any] | None = None
+    supernet: type[Supernet]
+    network: Callable[..., nn.Module] | None = None
+
+    def genotype_from_dict(self, data: Mapping[str, Any]) -> Any:
+        """Read the JSON form of a genotype of this space."""
+        return self.supernet.genotype_from_dict(data)
+
+    def genotype_from_text(self, text: str) -> Any:
+        """Read the one-line text form of a genotype of this space."""
+        return self.supernet.genotype_from_text(text)
+
+    def options(self) -> dict[str, Any]:
+        """The supernet's keyword options with their defaults (without the data's)."""
+        return constructor_defaults(self.supernet)
 
 
 SPACES: dict[str, SpaceSpec] = {
-    "darts": SpaceSpec(build_supernet=DartsSupernet, genotype_from_dict=DartsGenotype.from_dict,
-                       build_network=DartsNetwork, genotype_from_text=DartsGenotype.from_text),
-    "nb201": SpaceSpec(build_supernet=Nb201Supernet, genotype_from_dict=Nb201Genotype.from_dict,
-                       build_network=Nb201Network, genotype_from_text=Nb201Genotype.from_text),
-    "proxyless": SpaceSpec(build_supernet=ProxylessSupernet,
-                           genotype_from_dict=ProxylessGenotype.from_dict,
-                           build_network=ProxylessNetwork),
+    "darts": SpaceSpec(DartsSupernet, network=DartsNetwork),
+    "nb201": SpaceSpec(Nb201Supernet),
+    "proxyless": SpaceSpec(ProxylessSupernet),
 }
+_ENTRY_POINTS_LOADED: list[bool] = []
+
+
+def register_space(name: str, supernet: type[Supernet], *,
+                   network: Callable[..., nn.Module] | None = None) -> None:
+    """Register ``supernet`` (a :class:`Supernet` subclass) as space ``name``."""
+    if not isinstance(supernet, type) or not issubclass(supernet, Supernet):
+        raise SpaceError(f"space '{name}' must be a subclass of supernets.Supernet, "
+                         f"got {supernet!r}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SpaceError(f"a space name must be an identifier such as 'tricell', got {name!r}")
+    known = SPACES.get(name)
+    if known is not None and known.supernet is not supernet:
+        raise SpaceError(f"space name '{name}' is taken by {_class_path(known.supernet)}; "
+                         "choose another name")
+    SPACES[name] = SpaceSpec(supernet, network=network)
+
+
+def _load_entry_points() -> None:
+    """Register every installed package's spaces (once per process)."""
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED.append(True)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in SPACES:
+            continue
+        try:
+            supernet = entry.load()
+        except Exception as err:  # whatever a plugin raises, the user gets one line
+            raise SpaceError(f"cannot load space '{entry.name}' from {entry.value}: {err}; "
+                             "reinstall or uninstall the package that provides it") from None
+        register_space(entry.name, supernet)
 
 
 def list_spaces() -> list[str]:
-    """Names of the registered search spaces."""
+    """Names of the registered search spaces (built-in and installed)."""
+    _load_entry_points()
     return sorted(SPACES)
 
 
+def space_name(supernet: type[Supernet]) -> str:
+    """The name a space class is registered under, else its class path."""
+    for name in list_spaces():
+        if SPACES[name].supernet is supernet:
+            return name
+    return _class_path(supernet)
+
+
 def get_space(name: str) -> SpaceSpec:
-    """The registered space ``name``; unknown names raise SpaceError listing the choices."""
-    if name not in SPACES:
-        raise SpaceError(f"unknown space '{name}'; choose one of: {', '.join(list_spaces())}")
-    return SPACES[name]
+    """The space ``name`` (a registered name or a class path); else a one-line SpaceError."""
+    if not isinstance(name, str):
+        raise SpaceError(f"a space is named by a string, got {name!r}")
+    _load_entry_points()
+    if name in SPACES:
+        return SPACES[name]
+    if "." in name:
+        return SpaceSpec(_import_space(name))
+    raise SpaceError(f"unknown space '{name}'; choose one of: {', '.join(list_spaces())}, "
+                     "or give a Supernet subclass as package.module.ClassName")
 
 
-def create_supernet(name: str, **kwargs: Any) -> nn.Module:
+def _import_space(path: str) -> type[Supernet]:
+    module_name, _, class_name = path.replace(":", ".").rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise SpaceError(f"cannot import space class '{path}': {err}; check the module path and "
+                         "that its package is installed") from None
+    if not isinstance(cls, type) or not issubclass(cls, Supernet):
+        raise SpaceError(f"'{path}' is not a search space; give a subclass of supernets.Supernet")
+    return cls
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """The keyword arguments of ``cls`` with their defaults, without the data's options."""
+    options = {}
+    for parameter in inspect.signature(cls.__init__).parameters.values():
+        if parameter.default is inspect.Parameter.empty or parameter.name in DATA_OPTIONS:
+            continue
+        value = parameter.default
+        options[parameter.name] = list(value) if isinstance(value, tuple) else value
+    return options
+
+
+def create_supernet(name: str, **kwargs: Any) -> Supernet:
     """Build the supernet of space ``name`` from its options."""
     spec = get_space(name)
     try:
-        return spec.build_supernet(**kwargs)
+        return spec.supernet(**kwargs)
     except TypeError as err:
         raise SpaceError(f"bad option for space '{name}': {err}") from None
 
 
-def create_network(name: str, genotype: Any, *, num_classes: int, **options: Any) -> nn.Module:
-    """Build the derived network of ``genotype`` (a genotype of space ``name``).
+def create_network(name: str, genotype: Any, *, num_classes: int,
+                   space_options: Mapping[str, Any] | None = None,
+                   **options: Any) -> nn.Module:
+    """Build the network ``genotype`` (of space ``name``) is retrained as, with fresh weights.
 
-    Options set to ``None`` are dropped, so the builder's defaults (the evaluation protocol) apply.
+    The space's own evaluation network where it has one; else its fixed network, built with the
+    options the search used (``space_options``, adjusted by the space) overridden by
+    ``options``. Options set to ``None`` are dropped, so the defaults apply.
     """
     spec = get_space(name)
-    if spec.build_network is None:
-        ready = [space for space in list_spaces() if SPACES[space].build_network is not None]
-        raise SpaceError(f"space '{name}' has no derived network to train yet; "
-                         f"retrain a genotype of: {', '.join(ready)}")
+    chosen = {k: v for k, v in options.items() if v is not None}
     try:
-        return spec.build_network(genotype, num_classes=num_classes,
-                                  **{k: v for k, v in options.items() if v is not None})
+        if spec.network is not None:
+            return spec.network(genotype, num_classes=num_classes, **chosen)
+        fixed_options = {**spec.supernet.fixed_network_options(genotype, space_options or {}),
+                         **chosen}
+        return FixedNetwork(spec.supernet.fixed_network(genotype, num_classes=num_classes,
+                                                        **fixed_options))
     except TypeError as err:
         raise SpaceError(f"bad option for the network of space '{name}': {err}") from None
+    except GenotypeError as err:
+        raise GenotypeError(f"the genotype does not fit space '{name}': {err}") from None

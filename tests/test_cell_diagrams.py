@@ -12,6 +12,7 @@ from conftest import compose_search
 from oneshot.callbacks import CellDiagramWriter
 from oneshot.render import dot_available
 from oneshot.train import train
+from supernets.choice_genotype import ChoiceGenotype
 from supernets.darts.genotype import DartsGenotype
 from supernets.genotype_file import load_genotype_file
 from supernets.nb201.genotype import Nb201Genotype
@@ -56,14 +57,15 @@ def test_search_without_dot_writes_dot_source_and_warns_once(tmp_path, monkeypat
     assert not any(tag.startswith("cell/") for tag in _images(run_dir))
 
 
-def test_space_without_renderer_warns_once_and_draws_nothing(tmp_path) -> None:
+def test_space_without_renderer_gets_the_choices_drawing(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     callback = CellDiagramWriter(tmp_path, space="unregistered")
     trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, loggers=[])
-    module = SimpleNamespace(genotype=lambda: pytest.fail("no genotype should be derived"))
-    with pytest.warns(UserWarning, match="no cell diagrams for space 'unregistered'") as caught:
-        callback.on_train_epoch_end(trainer, module)
-        callback.on_train_epoch_end(trainer, module)
-    assert len(caught) == 1 and list(tmp_path.iterdir()) == []
+    genotype = ChoiceGenotype((("cell/op", "conv"),))
+    with pytest.warns(UserWarning, match="written as dot source"):
+        callback.on_train_epoch_end(trainer, SimpleNamespace(genotype=lambda: genotype))
+    source = (tmp_path / "diagrams" / "epoch_000_choices.dot").read_text()
+    assert 'label="cell/op\\nconv"' in source
 
 
 def test_nb201_epoch_diagram_is_named_by_its_cell(tmp_path, monkeypatch) -> None:

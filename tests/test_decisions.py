@@ -1,4 +1,4 @@
-"""Spaces as decision sequences: ENAS micro cells of DARTS, the one-choice-per-label fallback."""
+"""Spaces as decision sequences: ENAS micro cells of DARTS (the default per label: test_choices)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ from collections import Counter
 
 import pytest
 import torch
-from torch import nn
 
 from supernets.darts.derived import DartsNetwork
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
-from supernets.decisions import (CellChoices, Choice, flat_decisions, sampled_arch,
-                                 sampled_genotype, sampling_decisions)
+from supernets.decisions import CellChoices, Choice, flat_decisions
 from supernets.errors import SpaceError
 from supernets.mixed import MixedOp, SparseRow
 from supernets.ops import DARTS_PRIMITIVES, create_op
@@ -44,7 +42,7 @@ CHOICES = {**_cell_choices(NORMAL, "normal"), **_cell_choices(REDUCE, "reduce")}
 
 
 def test_darts_decisions_are_enas_micro_cells_without_none() -> None:
-    decisions = sampling_decisions(_net())
+    decisions = _net().sampling_decisions()
     assert decisions == [CellChoices("normal", ops=OPS, steps=4),
                          CellChoices("reduce", ops=OPS, steps=4)]
     flat = flat_decisions(decisions)
@@ -78,7 +76,8 @@ def test_sampled_cell_computes_the_sum_of_its_picked_ops() -> None:
     net = _net().eval()
     cell = net.cells[0]
     s0, s1 = torch.randn(2, 12, 8, 8), torch.randn(2, 12, 8, 8)
-    out = cell(s0, s1, net.sampled_arch(CHOICES))
+    with net.bound(net.sampled_arch(CHOICES)):
+        out = cell(s0, s1)
     with torch.no_grad():
         states = [cell.preprocess0(s0), cell.preprocess1(s1)]
         offsets = [0, 2, 5, 9]
@@ -134,27 +133,6 @@ def test_bad_choices_are_one_line_errors(choices: dict[str, int], message: str) 
     with pytest.raises(SpaceError, match=message) as info:
         _net().sampled_arch(choices)
     assert "\n" not in str(info.value)
-
-
-class _FlatSupernet(nn.Module):
-    """A space with only choice points and a derive rule (argmax per label)."""
-
-    def choice_points(self) -> dict[str, list[str]]:
-        return {"block_0": ["a", "b", "c"], "block_1": ["a", "zero"]}
-
-    def derive(self, weights):
-        return {label: self.choice_points()[label][int(row.argmax())]
-                for label, row in weights.items()}
-
-
-def test_fallback_is_one_choice_per_choice_point() -> None:
-    space = _FlatSupernet()
-    assert sampling_decisions(space) == [Choice("block_0", ("a", "b", "c")),
-                                         Choice("block_1", ("a", "zero"))]
-    arch = sampled_arch(space, {"block_0": 2, "block_1": 1})
-    assert arch["block_0"].active == (2,) and arch["block_0"].weights.tolist() == [0, 0, 1]
-    assert arch["block_1"].active == (1,) and arch["block_1"].weights.tolist() == [0, 1]
-    assert sampled_genotype(space, {"block_0": 1, "block_1": 0}) == {"block_0": "b", "block_1": "a"}
 
 
 def test_mixed_op_without_none_needs_an_active_candidate() -> None:

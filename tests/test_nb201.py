@@ -10,10 +10,10 @@ from conftest import compose_search
 from oneshot.genotypes import load_genotype
 from oneshot.retrain import retrain
 from oneshot.train import train
+from supernets.choices import OpChoice
 from supernets.errors import GenotypeError, SpaceError
 from supernets.genotype_file import load_genotype_file, save_genotype_file
 from supernets.measure import count_parameters
-from supernets.nb201.derived import Nb201Network
 from supernets.nb201.genotype import Nb201Genotype, derive_nb201_genotype
 from supernets.nb201.ops import NB201_OPS, ResidualReduction
 from supernets.nb201.search import Nb201Supernet, SearchCell
@@ -89,14 +89,17 @@ def test_derive_takes_the_argmax_of_every_edge_none_included() -> None:
 
 
 def test_search_cell_sums_every_earlier_node() -> None:
-    cell = SearchCell(2, NB201_OPS)
+    net = create_supernet("nb201", channels=2, layers=1)
+    cell = net.cells[0]
+    assert isinstance(cell, SearchCell)
     x = torch.randn(1, 2, 4, 4)
     skip = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
     # node1 = x, node2 = x + node1 = 2x, node3 = x + node1 + node2 = 4x
-    out = cell(x, {f"cell/edge_{k}": skip for k in range(6)})
-    torch.testing.assert_close(out, 4 * x)
+    with net.bound({f"cell/edge_{k}": skip for k in range(6)}):
+        torch.testing.assert_close(cell(x), 4 * x)
     chain = {f"cell/edge_{k}": skip if k in (0, 2, 5) else torch.eye(5)[0] for k in range(6)}
-    torch.testing.assert_close(cell(x, chain), x)  # 1<-0, 2<-1, 3<-2 only
+    with net.bound(chain):
+        torch.testing.assert_close(cell(x), x)  # 1<-0, 2<-1, 3<-2 only
 
 
 def test_supernet_layout_choice_points_and_output() -> None:
@@ -133,14 +136,23 @@ def test_derived_network_matches_the_benchmark_sizes(ops: tuple[str, ...], param
     assert count_parameters(network) == params
 
 
-def test_derived_network_forward_skips_none_and_applies_drop_path() -> None:
+def _network(genotype: Nb201Genotype, **options) -> torch.nn.Module:
+    return create_network("nb201", genotype, num_classes=options.pop("num_classes", 10), **options)
+
+
+def test_derived_network_is_the_fixed_network_with_drop_path_on_non_identity_ops() -> None:
     genotype = Nb201Genotype.from_text(ARCH)
-    network = Nb201Network(genotype, num_classes=5, channels=4, layers=1)
-    assert [len(cell.ops) for cell in network.cells if hasattr(cell, "wiring")] == [5, 5, 5]
+    network = _network(genotype, num_classes=5, channels=4, layers=1)
+    assert not any(isinstance(m, OpChoice) for m in network.modules())
+    cells = [cell for cell in network.network.cells if not isinstance(cell, ResidualReduction)]
+    kinds = {"skip_connect": "Identity", "none": "Zero"}
+    assert [type(edge).__name__ for edge in cells[0].edges] == [
+        kinds.get(op, "DropPathOp") for op in genotype.ops]
     logits, aux = network.eval()(torch.randn(2, 3, 8, 8))
     assert logits.shape == (2, 5) and aux is None
     network.drop_path_prob = 0.5
     assert network.drop_path_prob == 0.5
+    assert all(float(edge.drop_prob) == 0.5 for edge in cells[0].edges if hasattr(edge, "drop_prob"))
     with pytest.raises(SpaceError, match="drop-path probability must be in"):
         network.drop_path_prob = 1.0
     with pytest.raises(SpaceError, match="bad option for the network of space 'nb201'"):
@@ -148,9 +160,9 @@ def test_derived_network_forward_skips_none_and_applies_drop_path() -> None:
 
 
 def test_all_none_cell_outputs_zeros() -> None:
-    network = Nb201Network(Nb201Genotype(("none",) * 6), channels=2, layers=1)
-    cell = network.cells[0]
-    assert torch.equal(cell(torch.randn(1, 2, 4, 4), 0.0), torch.zeros(1, 2, 4, 4))
+    network = _network(Nb201Genotype(("none",) * 6), channels=2, layers=1)
+    cell = network.network.cells[0]
+    assert torch.equal(cell(torch.randn(1, 2, 4, 4)), torch.zeros(1, 2, 4, 4))
 
 
 def _compose_retrain(overrides: list[str]):
@@ -179,7 +191,7 @@ def test_retrain_an_nb201_genotype_file(tmp_path) -> None:
         "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
         "trainer.enable_progress_bar=false"]))
     assert metrics["space"] == "nb201" and metrics["genotype"] == ARCH
-    assert metrics["params"] == count_parameters(Nb201Network(genotype, channels=4, layers=1))
+    assert metrics["params"] == count_parameters(_network(genotype, channels=4, layers=1))
     assert 0.0 <= metrics["test_acc"] <= 1.0
     assert load_genotype(tmp_path / "run").genotype == genotype
 
@@ -190,4 +202,4 @@ def test_darts_search_on_the_nb201_space(tmp_path) -> None:
     document = load_genotype_file(tmp_path / "genotype.json")
     assert document.space == "nb201" and document.meta["algorithm"] == "darts"
     assert Nb201Genotype.from_dict(document.genotype) == result["genotype"]
-    assert document.meta["params"] == count_parameters(Nb201Network(result["genotype"]))
+    assert document.meta["params"] == count_parameters(_network(result["genotype"]))

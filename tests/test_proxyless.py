@@ -24,7 +24,6 @@ from supernets.errors import GenotypeError, SpaceError
 from supernets.genotype_file import load_genotype_file
 from supernets.mixed import MixedOp, SparseRow
 from supernets.proxyless.blocks import MBConv, build_candidate
-from supernets.proxyless.derived import ProxylessNetwork
 from supernets.proxyless.genotype import ProxylessGenotype
 from supernets.proxyless.search import ProxylessSupernet
 from supernets.spaces import create_network, create_supernet
@@ -81,9 +80,11 @@ def test_search_block_adds_the_input_so_zero_skips_it() -> None:
     x = torch.randn(2, 4, 8, 8)
     zero = len(block.mixed.candidates) - 1
     assert block.mixed.candidates[zero] == "zero"
-    torch.testing.assert_close(block(x, SparseRow(torch.ones(7), (zero,))), x)
+    with supernet.bound({"block_1": SparseRow(torch.ones(7), (zero,))}):
+        torch.testing.assert_close(block(x), x)
     mb = block.mixed.ops[0]
-    torch.testing.assert_close(block(x, SparseRow(torch.ones(7), (0,))), x + mb(x))
+    with supernet.bound({"block_1": SparseRow(torch.ones(7), (0,))}):
+        torch.testing.assert_close(block(x), x + mb(x))
 
 
 def test_mbconv_layers_and_residual() -> None:
@@ -147,14 +148,19 @@ def test_bad_genotype_dicts_name_the_field(change, message: str) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_derived_network_leaves_out_zero_blocks() -> None:
+def test_derived_network_is_the_fixed_network_with_zero_blocks_as_identities() -> None:
     supernet = _supernet()
     genotype = supernet.derive(_weights(supernet, {"block_1": "zero", "block_3": "mb6_k5"}))
     network = create_network("proxyless", genotype, num_classes=3)
-    assert isinstance(network, ProxylessNetwork)
-    # block_0 keeps its 4 channels (a residual), block_1 is gone, block_2 halves the resolution
-    assert [(b.residual, b.body[-1][0].out_channels) for b in network.blocks] == [
-        (True, 4), (False, 8), (True, 8)]
+    assert not any(isinstance(m, MixedOp) for m in network.modules())
+    # block_0 keeps its 4 channels (a residual, dropped by drop-path), block_1 is the identity,
+    # block_2 halves the resolution (no residual), block_3 is a residual again
+    blocks = network.network.blocks
+    assert [(b.residual, type(b.mixed).__name__) for b in blocks] == [
+        (True, "DropPathOp"), (True, "Zero"), (False, "MBConv"), (True, "DropPathOp")]
+    assert blocks[3].mixed.op.body[1][0].kernel_size == (5, 5)
+    x = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(blocks[1].eval()(x), x)
     network.drop_path_prob = 0.3
     logits, aux = network(torch.randn(2, 3, 8, 8))
     assert logits.shape == (2, 3) and aux is None and network.drop_path_prob == pytest.approx(0.3)
@@ -286,7 +292,8 @@ def test_latency_penalty_moves_alphas_to_cheaper_ops_when_the_task_loss_is_flat(
     costs = {label: {name: 0.0 if name == "zero" else 1.0 + OPS.index(name) for name in names}
              for label, names in points.items()}
     table = tmp_path / "table.json"
-    CostTable(space="proxyless", device="test", unit="ms", entries=costs).save(table)
+    CostTable(space="proxyless", device="test", unit="ms", entries=costs,
+              meta={"input_size": [1, 3, 8, 8], "space_options": SMALL}).save(table)
     search = _search(supernet, table=str(table), target_ms=5.0)
     search.criterion = FlatLoss()
     captured = []
@@ -362,7 +369,7 @@ def test_latency_table_search_and_retrain_on_the_proxyless_space(tmp_path) -> No
     assert document.space == "proxyless"
     genotype = ProxylessGenotype.from_dict(document.genotype)
     assert genotype == result["genotype"] and len(genotype.ops) == 4
-    assert document.meta["params"] == sum(p.numel() for p in ProxylessNetwork(genotype).parameters())
+    assert document.meta["params"] == sum(p.numel() for p in create_network("proxyless", genotype, num_classes=10).parameters())
     events = _events(search_dir)
     assert len(events.Scalars("arch/expected_latency_ms")) == 2
     assert {f"alpha/block_1/{name}" for name in OPS + ["zero"]} <= set(events.Tags()["scalars"])

@@ -14,6 +14,7 @@ from oneshot.errors import ConfigError
 from oneshot.render import (GraphvizMissingError, cell_graphs, dot_available, draw, graph_pixels,
                             list_renderers, register_renderer, write_diagrams)
 from oneshot.render import registry
+from supernets.choice_genotype import ChoiceGenotype
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published
 from supernets.errors import SpaceError
@@ -92,9 +93,14 @@ def test_partial_concat_and_fewer_steps() -> None:
         ("n0", "out", None), ("n1", "out", None)]
 
 
-def test_unknown_space_names_the_spaces_with_diagrams() -> None:
-    with pytest.raises(SpaceError, match=r"^no cell diagram for space 'nope'; spaces with "
-                                         r"diagrams: .*darts.*register_renderer"):
+def test_space_without_renderer_draws_its_choices() -> None:
+    genotype = ChoiceGenotype((("cell/op_0", "conv"), ("cell/input_1", (0, 2)), ("head/op", "pool")))
+    source = cell_graphs("nope", genotype)["choices"].source
+    assert 'c0 [label="cell/op_0\\nconv"]' in source
+    assert 'c1 [label="cell/input_1\\ninputs 0, 2"]' in source
+    assert "c0 -> c1" in source and "c1 -> c2" in source
+    assert "label=cell" in source and "label=head" in source
+    with pytest.raises(SpaceError, match=r"^no drawing for a object: register a renderer"):
         cell_graphs("nope", object())
 
 

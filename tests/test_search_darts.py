@@ -54,7 +54,8 @@ def test_reduction_halves_resolution_and_doubles_channels() -> None:
     s0 = s1 = net.stem(torch.randn(1, 3, 8, 8))
     shapes = []
     for cell in net.cells:
-        s0, s1 = s1, cell(s0, s1, arch)
+        with net.bound(arch):
+            s0, s1 = s1, cell(s0, s1)
         shapes.append(tuple(s1.shape[1:]))
     assert shapes == [(16, 8, 8), (32, 4, 4), (64, 2, 2)]  # multiplier 4 x C, 2C, 4C
 

@@ -35,7 +35,7 @@ from oneshot.algorithms.base import Batch, SupernetSearch, WeightOptimizerConfig
 from oneshot.algorithms.controller import Controller, SampledArchitecture
 from oneshot.algorithms.sampling import step_generator
 from oneshot.errors import ConfigError
-from supernets.decisions import flat_decisions, sampled_arch, sampled_genotype, sampling_decisions
+from supernets.decisions import flat_decisions
 from supernets.mixed import ArchRow
 
 WEIGHT_STREAM, CONTROLLER_STREAM, DERIVE_STREAM = 0, 1, 2
@@ -101,7 +101,7 @@ class EnasSearch(SupernetSearch):
         self.derive_samples = derive_samples
         self.derive_batches = derive_batches
         self.controller_config = controller
-        self.decisions = sampling_decisions(supernet)
+        self.decisions = supernet.sampling_decisions()
         self.controller = Controller(self.decisions, hidden_size=controller.hidden_size,
                                      temperature=controller.temperature,
                                      tanh_constant=controller.tanh_constant)
@@ -130,16 +130,16 @@ class EnasSearch(SupernetSearch):
 
     def genotype(self) -> Any:
         """The genotype of :meth:`current_choices`."""
-        return sampled_genotype(self.supernet, self.current_choices())
+        return self.supernet.sampled_genotype(self.current_choices())
 
     def eval_architecture(self) -> Mapping[str, ArchRow]:
-        return sampled_arch(self.supernet, self.current_choices())
+        return self.supernet.sampled_arch(self.current_choices())
 
     def accuracy(self, batch: Batch, choices: Mapping[str, int]) -> torch.Tensor:
         """Correct predictions of the sampled architecture on ``batch`` (batch statistics)."""
         x, y = batch
         with torch.no_grad(), batch_statistics(self.supernet):
-            logits = self.supernet(x, sampled_arch(self.supernet, choices))
+            logits = self.supernet(x, self.supernet.sampled_arch(choices))
         return (logits.argmax(dim=-1) == y).sum()
 
     # -- optimization -------------------------------------------------------------------------
@@ -156,7 +156,7 @@ class EnasSearch(SupernetSearch):
     def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> torch.Tensor:
         with torch.no_grad():
             choices = self.sample(WEIGHT_STREAM).choices
-        loss = self.weight_step(batch["train"], sampled_arch(self.supernet, choices), batch_idx)
+        loss = self.weight_step(batch["train"], self.supernet.sampled_arch(choices), batch_idx)
         if batch_idx + 1 >= self.trainer.num_training_batches:
             self.controller_phase()
         return loss
@@ -296,7 +296,7 @@ class EnasSearch(SupernetSearch):
         writer.add_scalar("controller/baseline", float(self.baseline), epoch)
         writer.add_scalar("controller/best_accuracy", self.best_accuracy, epoch)
         writer.add_text("controller/best_genotype",
-                        f"`{sampled_genotype(self.supernet, self.best_choices)}`", epoch)
+                        f"`{self.supernet.sampled_genotype(self.best_choices)}`", epoch)
         for decision in flat_decisions(self.decisions):
             mean = (self._prob_sums[decision.label] / steps).tolist()
             for name, value in zip(decision.candidates, mean):

@@ -35,7 +35,7 @@ from oneshot.search_strategies import (STRATEGIES, SearchResult, aging_evolution
                                        uniform_architecture)
 from oneshot.search_strategies.scoring import (correct_predictions, preserved_batchnorm,
                                                recalibrate_batchnorm)
-from supernets.decisions import flat_decisions, sampled_arch, sampled_genotype, sampling_decisions
+from supernets.decisions import flat_decisions
 
 WEIGHT_STREAM, VALIDATION_STREAM, SEARCH_STREAM = 0, 1, 2
 
@@ -84,7 +84,7 @@ class SposSearch(SupernetSearch):
                          hparams={"seed": seed, "search": asdict(search)})
         self.seed = seed
         self.search_config = search
-        self.decisions = flat_decisions(sampling_decisions(supernet))
+        self.decisions = flat_decisions(supernet.sampling_decisions())
         self.searched: dict[str, int] | None = None
         self.best_validated: dict[str, int] | None = None
         self._val_counts: list[torch.Tensor] = []
@@ -105,7 +105,7 @@ class SposSearch(SupernetSearch):
 
     def genotype(self) -> Any:
         """The genotype of :meth:`current_choices`."""
-        return sampled_genotype(self.supernet, self.current_choices())
+        return self.supernet.sampled_genotype(self.current_choices())
 
     def architecture_optimizer(self) -> None:
         """None: SPOS has no architecture parameters."""
@@ -113,13 +113,12 @@ class SposSearch(SupernetSearch):
 
     # -- training and validation --------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> torch.Tensor:
-        arch = sampled_arch(self.supernet, self.sample(self.global_step, WEIGHT_STREAM))
+        arch = self.supernet.sampled_arch(self.sample(self.global_step, WEIGHT_STREAM))
         return self.weight_step(batch["train"], arch, batch_idx)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self.supernet(x, sampled_arch(self.supernet,
-                                               self.sample(batch_idx, VALIDATION_STREAM)))
+        logits = self.supernet(x, self.supernet.sampled_arch(self.sample(batch_idx, VALIDATION_STREAM)))
         self.val_acc(logits, y)
         self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
@@ -156,7 +155,7 @@ class SposSearch(SupernetSearch):
                               "data.batch_size or data.eval_batch_size, or use more data")
 
         def score(choices: Mapping[str, int]) -> float:
-            arch = sampled_arch(self.supernet, choices)
+            arch = self.supernet.sampled_arch(choices)
             recalibrate_batchnorm(self.supernet, arch, calibration)
             counts = torch.stack(correct_predictions(self.supernet, arch, evaluation)).float()
             correct, total = self.trainer.strategy.reduce(counts, reduce_op="sum")
@@ -203,5 +202,5 @@ class SposSearch(SupernetSearch):
             best = max(best, value)
             writer.add_scalar("search/score", value, step)
             writer.add_scalar("search/best_score", best, step)
-        writer.add_text("search/genotype", f"`{sampled_genotype(self.supernet, result.best)}`",
+        writer.add_text("search/genotype", f"`{self.supernet.sampled_genotype(result.best)}`",
                         self.current_epoch)

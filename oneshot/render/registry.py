@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import graphviz
 
+from oneshot.render.choices import generic_graphs
 from oneshot.render.darts import darts_cell_graphs
 from oneshot.render.nb201 import nb201_cell_graphs
 from oneshot.render.proxyless import proxyless_graphs
@@ -32,14 +33,13 @@ def register_renderer(space: str, renderer: Renderer) -> None:
 
 
 def list_renderers() -> list[str]:
-    """Names of the spaces whose genotypes can be drawn."""
+    """Names of the spaces with a renderer of their own (others get the generic drawing)."""
     return sorted(RENDERERS)
 
 
 def cell_graphs(space: str, genotype: Any) -> dict[str, graphviz.Digraph]:
-    """The diagrams of ``genotype`` (a genotype of ``space``), one graph per cell."""
-    if space not in RENDERERS:
-        raise SpaceError(f"no cell diagram for space '{space}'; spaces with diagrams: "
-                         f"{', '.join(list_renderers())} (add one with "
-                         "oneshot.render.register_renderer(space, fn))")
-    return RENDERERS[space](genotype)
+    """The diagrams of ``genotype`` (a genotype of ``space``), one graph per cell.
+
+    A space without a renderer gets its choices drawn as a labelled graph.
+    """
+    return RENDERERS.get(space, generic_graphs)(genotype)

@@ -1,8 +1,8 @@
-"""The DARTS search network: cells of mixed edges, architecture passed to ``forward``."""
+"""The DARTS search space: cells whose edges are operation choices shared by cell type."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -11,10 +11,12 @@ from supernets.darts.genotype import DartsGenotype, derive_darts_genotype
 from supernets.darts.sampling import (darts_cell_decisions, sampled_darts_arch,
                                       sampled_darts_genotype)
 from supernets.darts.topology import CELL_TYPES, edge_inputs, edge_label
+from supernets.choices import OpChoice
 from supernets.decisions import CellChoices
 from supernets.errors import SpaceError
-from supernets.mixed import ArchRow, MixedOp, SparseRow, is_unused
+from supernets.mixed import SparseRow, is_unused
 from supernets.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op
+from supernets.supernet import Supernet
 
 
 def _search_op(name: str, c: int, stride: int) -> nn.Module:
@@ -26,7 +28,7 @@ def _search_op(name: str, c: int, stride: int) -> nn.Module:
 
 
 class SearchCell(nn.Module):
-    """A DARTS cell whose every edge is a :class:`MixedOp` over the candidate operations."""
+    """A DARTS cell whose every edge is an :class:`OpChoice` over the candidate operations."""
 
     def __init__(self, *, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, c: int,
                  reduction: bool, reduction_prev: bool, candidates: Sequence[str]) -> None:
@@ -40,21 +42,19 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=False)
         self.inputs = edge_inputs(steps)
-        self.labels = [edge_label(self.cell_type, k) for k in range(len(self.inputs))]
         self.edges = nn.ModuleList(
-            MixedOp(candidates, lambda name, j=j: _search_op(name, c, 2 if reduction and j < 2 else 1))
-            for _, j in self.inputs
-        )
+            OpChoice(edge_label(self.cell_type, k), candidates,
+                     build=lambda name, j=j: _search_op(name, c, 2 if reduction and j < 2 else 1))
+            for k, (_, j) in enumerate(self.inputs))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor,
-                arch: Mapping[str, ArchRow]) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         """Edges whose row is unused (:func:`~supernets.mixed.is_unused`) are skipped."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         node_sums: list[torch.Tensor | None] = [None] * self.steps
-        for edge, label, (node, j) in zip(self.edges, self.labels, self.inputs):
+        for edge, (node, j) in zip(self.edges, self.inputs):
             if j == len(states):
                 states.append(self._node_state(node_sums, node - 1))
-            row = arch[label]
+            row = edge.row()
             if is_unused(row):
                 continue
             contribution = edge(states[j], row)
@@ -70,8 +70,12 @@ class SearchCell(nn.Module):
         return state
 
 
-class DartsSupernet(nn.Module):
-    """The DARTS search network (Liu et al., 2019) with the paper's reference configuration."""
+class DartsSupernet(Supernet):
+    """The DARTS search network (Liu et al., 2019) with the paper's reference configuration.
+
+    It keeps DARTS' derive rule (two strongest non-``none`` inputs per node, optionally at most
+    ``max_skip_connect`` skip connections), ENAS's cell sampling and its evaluation network.
+    """
 
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 8,
                  steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
@@ -104,11 +108,6 @@ class DartsSupernet(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 
-    def choice_points(self) -> dict[str, list[str]]:
-        """Every choice point label with its candidate names; cells of one type share labels."""
-        return {edge_label(cell_type, k): list(self.candidates)
-                for cell_type in CELL_TYPES for k in range(len(edge_inputs(self.steps)))}
-
     def derive(self, weights: Mapping[str, torch.Tensor]) -> DartsGenotype:
         """The DARTS genotype of softmax weights: per node its two strongest non-``none`` edges."""
         return derive_darts_genotype(weights, self.candidates, steps=self.steps,
@@ -126,8 +125,16 @@ class DartsSupernet(nn.Module):
         """The genotype of a sample of :meth:`sampling_decisions`."""
         return sampled_darts_genotype(choices, self.candidates, self.steps)
 
-    def forward(self, x: torch.Tensor, arch: Mapping[str, ArchRow]) -> torch.Tensor:
+    @classmethod
+    def genotype_from_dict(cls, data: Mapping[str, Any]) -> DartsGenotype:
+        return DartsGenotype.from_dict(data)
+
+    @classmethod
+    def genotype_from_text(cls, text: str) -> DartsGenotype:
+        return DartsGenotype.from_text(text)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, arch)
+            s0, s1 = s1, cell(s0, s1)
         return self.classifier(self.global_pooling(s1).flatten(1))

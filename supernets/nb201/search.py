@@ -1,48 +1,53 @@
-"""The NAS-Bench-201 search network: cells of mixed edges, architecture passed to ``forward``."""
+"""The NAS-Bench-201 search space: cells whose six edges are operation choices."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from supernets.choices import ChoiceValue, OpChoice
 from supernets.errors import SpaceError
-from supernets.mixed import ArchRow, MixedOp
 from supernets.nb201.genotype import Nb201Genotype, derive_nb201_genotype
-from supernets.nb201.ops import NB201_OPS, create_nb201_op
+from supernets.nb201.ops import NB201_OPS
 from supernets.nb201.skeleton import Nb201Skeleton
 from supernets.nb201.topology import NODES, edge_inputs, edge_label
+from supernets.supernet import Supernet
 
 
 class SearchCell(nn.Module):
-    """A NAS-Bench-201 cell whose every edge is a :class:`MixedOp` (BatchNorms not affine)."""
+    """A NAS-Bench-201 cell: node ``i`` sums one operation choice per earlier node.
+
+    Searched, the BatchNorms are not affine; in the fixed network they are, and every chosen
+    operation but ``skip_connect`` is dropped with the drop-path probability.
+    """
 
     def __init__(self, c: int, candidates: Sequence[str]) -> None:
         super().__init__()
         self.inputs = edge_inputs()
-        self.labels = [edge_label(k) for k in range(len(self.inputs))]
-        self.edges = nn.ModuleList(
-            MixedOp(candidates, lambda name: create_nb201_op(name, c, affine=False))
-            for _ in self.inputs)
+        self.edges = nn.ModuleList(OpChoice(edge_label(k), candidates, channels=c, drop_path=True)
+                                   for k in range(len(self.inputs)))
 
-    def forward(self, x: torch.Tensor, arch: Mapping[str, ArchRow]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
         for node in range(1, NODES):
             out = None
-            for edge, label, (target, j) in zip(self.edges, self.labels, self.inputs):
+            for edge, (target, j) in zip(self.edges, self.inputs):
                 if target == node:
-                    h = edge(nodes[j], arch[label])
+                    h = edge(nodes[j])
                     out = h if out is None else out + h
             nodes.append(out)
         return nodes[-1]
 
 
-class Nb201Supernet(Nb201Skeleton):
+class Nb201Supernet(Nb201Skeleton, Supernet):
     """The NAS-Bench-201 search network (Dong & Yang, 2020): ``layers`` cells per stage.
 
     Choice points are ``cell/edge_0 .. cell/edge_5``, shared by every cell (see
-    :mod:`supernets.nb201.topology` for which nodes each edge joins).
+    :mod:`supernets.nb201.topology` for which nodes each edge joins). Its fixed network is the
+    benchmark's network of a genotype (affine BatchNorms, 16 channels and 5 cells per stage
+    unless given).
     """
 
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 5,
@@ -56,13 +61,32 @@ class Nb201Supernet(Nb201Skeleton):
                          channels=channels, layers=layers, in_channels=in_channels)
         self.candidates = candidates
 
-    def choice_points(self) -> dict[str, list[str]]:
-        """Every choice point label with its candidate names."""
-        return {edge_label(k): list(self.candidates) for k in range(len(edge_inputs()))}
-
     def derive(self, weights: Mapping[str, torch.Tensor]) -> Nb201Genotype:
         """The genotype of softmax weights: the strongest candidate of every edge."""
         return derive_nb201_genotype(weights, self.candidates)
 
-    def forward(self, x: torch.Tensor, arch: Mapping[str, ArchRow]) -> torch.Tensor:
-        return self.forward_cells(x, arch)
+    def genotype_from_choices(self, chosen: Mapping[str, ChoiceValue]) -> Nb201Genotype:
+        return Nb201Genotype(tuple(str(chosen[edge_label(k)]) for k in range(len(edge_inputs()))))
+
+    @classmethod
+    def genotype_choices(cls, genotype: Any) -> dict[str, ChoiceValue]:
+        if not isinstance(genotype, Nb201Genotype):
+            raise SpaceError("the NAS-Bench-201 network needs an Nb201Genotype, "
+                             f"got {type(genotype).__name__}")
+        return {edge_label(k): op for k, op in enumerate(genotype.ops)}
+
+    @classmethod
+    def genotype_from_dict(cls, data: Mapping[str, Any]) -> Nb201Genotype:
+        return Nb201Genotype.from_dict(data)
+
+    @classmethod
+    def genotype_from_text(cls, text: str) -> Nb201Genotype:
+        return Nb201Genotype.from_text(text)
+
+    @classmethod
+    def fixed_network_options(cls, genotype: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The benchmark trains every genotype at its own size, whatever the search used."""
+        return {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_cells(x)

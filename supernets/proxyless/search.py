@@ -1,4 +1,4 @@
-"""The proxyless search network: one mixed operation per searchable MBConv block."""
+"""The proxyless search space: one operation choice per searchable MBConv block."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from supernets.choices import ChoiceValue, OpChoice
 from supernets.errors import SpaceError
-from supernets.mixed import ArchRow, MixedOp
-from supernets.proxyless.blocks import ZERO, build_candidate, head, mbconv_name, stem
+from supernets.proxyless.blocks import ZERO, build_candidate, head, mbconv_name, parse_mbconv, stem
 from supernets.proxyless.genotype import ProxylessGenotype, block_label, derive_proxyless_genotype
+from supernets.supernet import Supernet
 
 # ProxylessNAS's stage widths and depths; strides adapted to 32x32 inputs (stride-1 stem and
 # first stage: 32 -> 32 -> 16 -> 8 -> 8 -> 4 -> 4).
@@ -21,19 +22,25 @@ DEFAULT_STRIDES = (1, 2, 2, 1, 2, 1)
 
 
 class SearchBlock(nn.Module):
-    """A block whose MBConv is chosen: ``x + mixed(x)`` when the shape is kept, else ``mixed(x)``."""
+    """A block whose MBConv is chosen: ``x + mixed(x)`` when the shape is kept, else ``mixed(x)``.
 
-    def __init__(self, candidates: Sequence[str], c_in: int, c_out: int, stride: int) -> None:
+    In the fixed network the residual branch is dropped with the drop-path probability
+    (stochastic depth), and a block that chose ``zero`` is the identity.
+    """
+
+    def __init__(self, label: str, candidates: Sequence[str], c_in: int, c_out: int,
+                 stride: int) -> None:
         super().__init__()
-        self.mixed = MixedOp(candidates, lambda name: build_candidate(name, c_in, c_out, stride))
         self.residual = stride == 1 and c_in == c_out
+        self.mixed = OpChoice(label, candidates, drop_path=self.residual,
+                              build=lambda name: build_candidate(name, c_in, c_out, stride))
 
-    def forward(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
-        out = self.mixed(x, row)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.mixed(x)
         return x + out if self.residual else out
 
 
-class ProxylessSupernet(nn.Module):
+class ProxylessSupernet(Supernet):
     """A MobileNetV2-style network for 32x32 inputs whose blocks are each a choice point.
 
     Stem (3x3 convolution to ``stem_channels`` and an MBConv1 to ``first_channels``), then stage
@@ -77,24 +84,53 @@ class ProxylessSupernet(nn.Module):
         for width, depth, stride in zip(widths, depths, strides):
             for b in range(depth):
                 names = ops + [ZERO] if zero and b > 0 else list(ops)
-                self.candidates[block_label(len(self.blocks))] = names
-                self.blocks.append(SearchBlock(names, c_in, width, stride if b == 0 else 1))
+                label = block_label(len(self.blocks))
+                self.candidates[label] = names
+                self.blocks.append(SearchBlock(label, names, c_in, width, stride if b == 0 else 1))
                 c_in = width
         self.head = head(c_in, head_channels)
         self.classifier = nn.Linear(head_channels, num_classes)
-
-    def choice_points(self) -> dict[str, list[str]]:
-        """``block_0 .. block_{n-1}`` with their candidate names."""
-        return {label: list(names) for label, names in self.candidates.items()}
 
     def derive(self, weights: Mapping[str, torch.Tensor]) -> ProxylessGenotype:
         """The strongest candidate per block, with the network's skeleton."""
         return derive_proxyless_genotype(weights, self.candidates, **self.skeleton)
 
-    def forward(self, x: torch.Tensor, arch: Mapping[str, ArchRow]) -> torch.Tensor:
+    def genotype_from_choices(self, chosen: Mapping[str, ChoiceValue]) -> ProxylessGenotype:
+        return derive_proxyless_genotype(
+            {label: torch.tensor([float(name == chosen[label]) for name in names])
+             for label, names in self.candidates.items()}, self.candidates, **self.skeleton)
+
+    @classmethod
+    def genotype_choices(cls, genotype: Any) -> dict[str, ChoiceValue]:
+        if not isinstance(genotype, ProxylessGenotype):
+            raise SpaceError("the proxyless network needs a ProxylessGenotype, "
+                             f"got {type(genotype).__name__}")
+        return {block_label(i): op for i, op in enumerate(genotype.ops)}
+
+    @classmethod
+    def genotype_from_dict(cls, data: Mapping[str, Any]) -> ProxylessGenotype:
+        return ProxylessGenotype.from_dict(data)
+
+    @classmethod
+    def fixed_network_options(cls, genotype: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The network's shape comes from the genotype, which records every stage."""
+        if not isinstance(genotype, ProxylessGenotype):
+            raise SpaceError("the proxyless network needs a ProxylessGenotype, "
+                             f"got {type(genotype).__name__}")
+        mbconvs = [parse_mbconv(op) for op in genotype.ops if op != ZERO]
+        return {"stem_channels": genotype.stem_channels,
+                "first_channels": genotype.first_channels,
+                "head_channels": genotype.head_channels,
+                "widths": [w for w, _, _ in genotype.stages],
+                "strides": [s for _, s, _ in genotype.stages],
+                "depths": [len(ops) for _, _, ops in genotype.stages],
+                "expansions": sorted({e for e, _ in mbconvs}),
+                "kernel_sizes": sorted({k for _, k in mbconvs})}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for label, block in zip(self.candidates, self.blocks):
-            x = block(x, arch[label])
+        for block in self.blocks:
+            x = block(x)
         return self.classifier(self.head(x))
 
 
