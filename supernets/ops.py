@@ -138,7 +138,12 @@ DARTS_PRIMITIVES: tuple[str, ...] = (
 
 
 def register_op(name: str, factory: OpFactory) -> None:
-    """Add operation ``name``, built as ``factory(C, stride, affine)``; a taken name is an error."""
+    """Add operation ``name``, built as ``factory(C, stride, affine)``.
+
+    Registering the same factory again is allowed; a name taken by another factory is an error.
+    """
+    if isinstance(name, str) and OPS.get(name) is factory:
+        return
     if not isinstance(name, str) or not name or name in OPS:
         raise SpaceError(f"cannot register operation {name!r}: the name is empty or taken; "
                          f"registered: {', '.join(list_ops())}")

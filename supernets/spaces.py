@@ -49,9 +49,10 @@ class SpaceSpec:
         """Read the JSON form of a genotype of this space."""
         return self.supernet.genotype_from_dict(data)
 
-    def genotype_from_text(self, text: str) -> Any:
-        """Read the one-line text form of a genotype of this space."""
-        return self.supernet.genotype_from_text(text)
+    @property
+    def genotype_from_text(self) -> Callable[[str], Any] | None:
+        """The reader of the space's one-line text form, or ``None`` when it cannot be read."""
+        return self.supernet.genotype_from_text
 
     def options(self) -> dict[str, Any]:
         """The supernet's keyword options with their defaults (without the data's)."""
@@ -111,10 +112,14 @@ def space_name(supernet: type[Supernet]) -> str:
     return _class_path(supernet)
 
 
-def get_space(name: str) -> SpaceSpec:
-    """The space ``name`` (a registered name or a class path); else a one-line SpaceError."""
+def get_space(name: str | type[Supernet]) -> SpaceSpec:
+    """The space ``name`` (a registered name, a class path or the class itself); else a one-line
+    SpaceError."""
+    if isinstance(name, type) and issubclass(name, Supernet):
+        registered = [spec for spec in SPACES.values() if spec.supernet is name]
+        return registered[0] if registered else SpaceSpec(name)
     if not isinstance(name, str):
-        raise SpaceError(f"a space is named by a string, got {name!r}")
+        raise SpaceError(f"a space is named by a string or a Supernet subclass, got {name!r}")
     _load_entry_points()
     if name in SPACES:
         return SPACES[name]
@@ -160,7 +165,7 @@ def create_supernet(name: str, **kwargs: Any) -> Supernet:
         raise SpaceError(f"bad option for space '{name}': {err}") from None
 
 
-def create_network(name: str, genotype: Any, *, num_classes: int,
+def create_network(name: str | type[Supernet], genotype: Any, *, num_classes: int,
                    space_options: Mapping[str, Any] | None = None,
                    **options: Any) -> nn.Module:
     """Build the network ``genotype`` (of space ``name``) is retrained as, with fresh weights.

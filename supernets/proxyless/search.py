@@ -111,6 +111,8 @@ class ProxylessSupernet(Supernet):
     def genotype_from_dict(cls, data: Mapping[str, Any]) -> ProxylessGenotype:
         return ProxylessGenotype.from_dict(data)
 
+    genotype_from_text = None  # the text form leaves out the stem and head: it is not read back
+
     @classmethod
     def fixed_network_options(cls, genotype: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         """The network's shape comes from the genotype, which records every stage."""
