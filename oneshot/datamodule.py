@@ -1,6 +1,8 @@
 """Lightning data modules for the search (weight/architecture halves) and the retraining phase.
 
 Batches stay uint8 on the host and are augmented on the device in on_after_batch_transfer.
+Evaluation loaders read every image once in a fixed seeded order, so their first batches (read by
+limit_val_batches, ENAS's derive_batches, SPOS's eval_batches) are a uniform sample of the classes.
 The loaders use ShuffledBatchSampler, so run the Trainer with use_distributed_sampler=False.
 """
 
@@ -70,9 +72,11 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, images: torch.Tensor, labels: torch.Tensor,
                      indices: torch.Tensor | None = None) -> DataLoader:
+        """Every image once, in one seeded order that never changes: a limited evaluation (its
+        first batches) is a uniform sample even when the images are stored class by class."""
         images, labels = self._select(images, labels, indices)
-        return make_loader(images, labels, batch_size=self.eval_batch_size, shuffle=False, seed=0,
-                           drop_last=False)
+        return make_loader(images, labels, batch_size=self.eval_batch_size, shuffle=True,
+                           seed=self.seed, drop_last=False, reshuffle=False)
 
     @staticmethod
     def _select(images: torch.Tensor, labels: torch.Tensor,

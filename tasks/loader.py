@@ -32,12 +32,17 @@ class TensorBatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 class ShuffledBatchSampler(Sampler[torch.Tensor]):
     """Yields int64 index tensors, one per batch; the order depends only on (seed, epoch).
 
+    With ``reshuffle=False`` the seeded order ignores the epoch: evaluation uses one fixed
+    permutation, so any prefix of it (a limited evaluation) is a uniform sample whatever the
+    source order, and the same on every epoch, after a resume and on every rank.
+
     Under torch.distributed (or with explicit num_replicas/rank) each rank takes a disjoint,
     equally long slice of the epoch's order; the few items that do not divide evenly are skipped.
     """
 
     def __init__(self, num_items: int, batch_size: int, *, shuffle: bool, seed: int,
-                 drop_last: bool, num_replicas: int | None = None, rank: int | None = None) -> None:
+                 drop_last: bool, reshuffle: bool = True, num_replicas: int | None = None,
+                 rank: int | None = None) -> None:
         distributed = dist.is_available() and dist.is_initialized()
         if num_replicas is None:
             num_replicas = dist.get_world_size() if distributed else 1
@@ -51,6 +56,7 @@ class ShuffledBatchSampler(Sampler[torch.Tensor]):
         self.num_items = num_items
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.reshuffle = reshuffle
         self.seed = seed
         self.drop_last = drop_last
         self.num_replicas = num_replicas
@@ -68,13 +74,17 @@ class ShuffledBatchSampler(Sampler[torch.Tensor]):
         rounding = math.floor if self.drop_last else math.ceil
         return rounding(self._per_rank() / self.batch_size)
 
+    def _order(self) -> torch.Tensor:
+        """All item indices in this epoch's order (the same for every epoch without reshuffle)."""
+        if not self.shuffle:
+            return torch.arange(self.num_items)
+        epoch = self.epoch if self.reshuffle else 0
+        state = np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)
+        generator = torch.Generator().manual_seed(int(state[0]))
+        return torch.randperm(self.num_items, generator=generator)
+
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.shuffle:
-            state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)
-            generator = torch.Generator().manual_seed(int(state[0]))
-            order = torch.randperm(self.num_items, generator=generator)
-        else:
-            order = torch.arange(self.num_items)
+        order = self._order()
         per_rank = self._per_rank()
         mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
@@ -82,8 +92,8 @@ class ShuffledBatchSampler(Sampler[torch.Tensor]):
 
 
 def make_loader(images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, shuffle: bool,
-                seed: int, drop_last: bool) -> DataLoader:
+                seed: int, drop_last: bool, reshuffle: bool = True) -> DataLoader:
     """DataLoader yielding (images, labels) batches straight from memory (batch_size=None)."""
     sampler = ShuffledBatchSampler(len(labels), batch_size, shuffle=shuffle, seed=seed,
-                                   drop_last=drop_last)
+                                   drop_last=drop_last, reshuffle=reshuffle)
     return DataLoader(TensorBatchDataset(images, labels), batch_size=None, sampler=sampler)

@@ -8,10 +8,12 @@ from tasks.errors import TaskError
 
 
 def search_split(n: int, seed: int, subset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return sorted int64 indices (weight_idx, arch_idx): disjoint halves of a seeded permutation.
+    """Return int64 indices (weight_idx, arch_idx): disjoint halves of a seeded permutation.
 
-    With `subset`, only `subset` seeded training images of the `n` are used; the weight half gets
-    floor(half) and the architecture half the rest.
+    Each half stays in its seeded random order (not sorted), so any prefix of it is a uniform
+    sample of the training images even when they are stored class by class. With `subset`,
+    only `subset` seeded training images of the `n` are used; the weight half gets floor(half)
+    and the architecture half the rest.
     """
     size = n if subset is None else subset
     if subset is not None and not 2 <= subset <= n:
@@ -21,4 +23,4 @@ def search_split(n: int, seed: int, subset: int | None = None) -> tuple[torch.Te
         raise TaskError(f"a search split needs at least 2 training images, got {n}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
     half = size // 2
-    return order[:half].sort().values, order[half:].sort().values
+    return order[:half], order[half:]

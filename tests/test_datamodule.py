@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from oneshot.datamodule import RetrainDataModule, SearchDataModule
-from tasks import TaskError, load_task
+from tasks import ImageDataset, TaskError, load_task
 from tasks.augment import normalize
 from tasks.split import search_split
 
@@ -19,13 +19,32 @@ def dataset():
     return load_task("synthetic", num_train=64, num_test=20, num_classes=4, image_size=8)
 
 
+def class_sorted(num_classes: int = 10, per_class: int = 20) -> ImageDataset:
+    """Labels stored class by class (0,0,...,9,9) as an image-folder tree is read; each image's
+    pixels hold its index, so a batch shows which images it took."""
+    n = num_classes * per_class
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 8, 8).clone()
+    labels = torch.arange(n) // per_class
+    return ImageDataset(name="sorted", train_images=images, train_labels=labels,
+                        test_images=images.clone(), test_labels=labels.clone(),
+                        num_classes=num_classes, mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+def _ids(images: torch.Tensor) -> list[int]:
+    return images[:, 0, 0, 0].long().tolist()
+
+
+def _classes(labels: torch.Tensor) -> int:
+    return len(set(labels.tolist()))
+
+
 class Recorder(pl.LightningModule):
     """Minimal manual-optimization module that records the batches it is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 4) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.layer = torch.nn.Linear(3 * 8 * 8, 4)
+        self.layer = torch.nn.Linear(3 * 8 * 8, num_classes)
         self.train_batches: list = []
         self.val_batches: list = []
         self.epochs_seen: list[int] = []
@@ -68,9 +87,12 @@ def test_search_loaders_use_disjoint_halves(dataset) -> None:
     assert len(loaders["train"]) == 2 and len(loaders["val"]) == 2
     train_labels = torch.cat([y for _, y in loaders["train"]])
     assert train_labels.shape == (16,)
-    val_batches = list(module.val_dataloader())
+    loader = module.val_dataloader()
+    val_batches = list(loader)
     assert [len(y) for _, y in val_batches] == [16, 4]
-    assert torch.equal(torch.cat([x for x, _ in val_batches]), dataset.train_images[arch])
+    order = arch[torch.cat(list(loader.sampler))]
+    assert sorted(order.tolist()) == sorted(arch.tolist())
+    assert torch.equal(torch.cat([x for x, _ in val_batches]), dataset.train_images[order])
 
 
 def test_search_training_run_augments_both_halves(dataset, tmp_path: Path) -> None:
@@ -83,11 +105,12 @@ def test_search_training_run_augments_both_halves(dataset, tmp_path: Path) -> No
         assert set(batch) == {"train", "val"}
         for x, y in batch.values():
             assert x.dtype == torch.float32 and x.shape == (8, 3, 8, 8) and y.shape == (8,)
-    raw = dataset.train_images[module.arch_idx[:8]]
+    first = module.arch_idx[next(iter(module.val_dataloader().sampler))]
     assert len(model.val_batches) == 3
     x, y = model.val_batches[0]
-    assert torch.allclose(x, normalize(raw, dataset.mean, dataset.std))
-    assert torch.equal(y, dataset.train_labels[module.arch_idx[:8]])
+    assert torch.allclose(x, normalize(dataset.train_images[first], dataset.mean, dataset.std))
+    assert torch.equal(y, dataset.train_labels[first])
+    assert all(torch.equal(batch[1], y) for batch in model.val_batches)  # the same every epoch
 
 
 def test_retrain_module_run_and_test(dataset, tmp_path: Path) -> None:
@@ -100,11 +123,49 @@ def test_retrain_module_run_and_test(dataset, tmp_path: Path) -> None:
     assert x.shape == (16, 3, 8, 8) and x.dtype == torch.float32
     assert (x == 0).all(dim=1).flatten(1).sum(1).min() >= 4
     trainer.test(model, datamodule=module, verbose=False)
+    last = list(module.test_dataloader().sampler)[-1]
     x, y = model.val_batches[-1]
-    assert torch.allclose(x, normalize(dataset.test_images[10:], dataset.mean, dataset.std))
+    assert torch.allclose(x, normalize(dataset.test_images[last], dataset.mean, dataset.std))
+    assert torch.equal(y, dataset.test_labels[last])
 
 
 def test_batch_larger_than_half_is_an_error(dataset) -> None:
     module = SearchDataModule(dataset, batch_size=32, subset=20)
     with pytest.raises(TaskError, match="batch_size 32 is larger than the 10 training images"):
         module.train_dataloader()
+
+
+def test_search_eval_prefixes_of_class_sorted_data_mix_classes() -> None:
+    data = class_sorted()
+    module = SearchDataModule(data, batch_size=16, seed=0, eval_batch_size=20)
+    loader = module.val_dataloader()  # what limit_val_batches, derive_batches, eval_batches read
+    x, y = next(iter(loader))
+    assert _classes(y) >= 5 and torch.equal(y, data.train_labels[_ids(x)])
+    ids = [i for x, _ in loader for i in _ids(x)]
+    assert sorted(ids) == sorted(module.arch_idx.tolist())  # the whole half, each image once
+    loader.sampler.set_epoch(3)
+    assert [i for x, _ in loader for i in _ids(x)] == ids  # the same order every epoch
+    again = SearchDataModule(data, batch_size=16, seed=0, eval_batch_size=20).val_dataloader()
+    assert [i for x, _ in again for i in _ids(x)] == ids
+    other = SearchDataModule(data, batch_size=16, seed=1, eval_batch_size=20).val_dataloader()
+    assert [i for x, _ in other for i in _ids(x)] != ids
+    for name, half in module.train_dataloader().iterables.items():  # BN calibration, rewards
+        assert _classes(next(iter(half))[1]) >= 5, name
+
+
+def test_limited_retrain_test_on_class_sorted_data_sees_many_classes(tmp_path: Path) -> None:
+    data = class_sorted()
+    module = RetrainDataModule(data, batch_size=16, eval_batch_size=64)
+    model = Recorder(num_classes=10)
+    trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                       limit_test_batches=1, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=module)
+    trainer.test(model, datamodule=module, verbose=False)
+    (val_x, val_y), (test_x, test_y) = model.val_batches
+    assert len(test_y) == 64 and _classes(test_y) >= 5 and _classes(val_y) >= 5
+    assert torch.equal(test_y, val_y) and torch.equal(test_x, val_x)
+    full = _trainer(tmp_path)
+    model.val_batches.clear()
+    full.test(model, datamodule=module, verbose=False)
+    labels = torch.cat([y for _, y in model.val_batches])
+    assert sorted(labels.tolist()) == data.test_labels.tolist()  # every test image, once

@@ -73,3 +73,16 @@ def test_make_loader_yields_matching_batches() -> None:
         assert x.shape == (6, 1, 1, 1) and torch.equal(x.flatten().long(), y)
     loader.sampler.set_epoch(1)
     assert not torch.equal(next(iter(loader))[1], batches[0][1])
+
+
+def test_fixed_order_ignores_the_epoch_and_is_seeded() -> None:
+    fixed = ShuffledBatchSampler(200, 64, shuffle=True, seed=4, drop_last=False, reshuffle=False)
+    first = _epoch(fixed, 0)
+    assert _epoch(fixed, 5) == first and sorted(first) == list(range(200))
+    assert first != list(range(200))
+    same = ShuffledBatchSampler(200, 64, shuffle=True, seed=4, drop_last=False, reshuffle=False)
+    assert _epoch(same, 2) == first
+    other = ShuffledBatchSampler(200, 64, shuffle=True, seed=5, drop_last=False, reshuffle=False)
+    assert _epoch(other, 0) != first
+    labels = torch.arange(200) // 20
+    assert len(set(labels[first[:64]].tolist())) >= 5
