@@ -1,16 +1,22 @@
-"""Decoded-image cache: uint8 tensors saved once with torch.save, loaded with weights_only=True."""
+"""Decoded-image cache: uint8 tensors saved once with torch.save, loaded with weights_only=True.
+
+The cache records a fingerprint of the files it was decoded from (their paths, sizes and
+modification times), so a cache whose source files changed since is recognised and rebuilt.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from tasks.errors import TaskError, one_line
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _TENSOR_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
@@ -18,9 +24,25 @@ class CacheError(TaskError):
     """A cache file exists but cannot be used."""
 
 
-def save_cache(path: Path, tensors: dict[str, torch.Tensor], *, source: str) -> None:
-    """Write the four split tensors to `path` atomically (temp file in the same dir, os.replace)."""
-    payload: dict[str, object] = {"version": CACHE_VERSION, "source": source}
+def source_fingerprint(files: Iterable[Path], *, base: Path, layout: str = "") -> str:
+    """A digest of `layout` and each file's path (relative to `base`), size and mtime."""
+    digest = hashlib.sha256(layout.encode())
+    for path in files:
+        try:
+            stat = path.stat()
+            entry = f"{path.relative_to(base)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+        except FileNotFoundError:
+            entry = f"{path.relative_to(base)}\0missing\n"
+        digest.update(entry.encode())
+    return digest.hexdigest()
+
+
+def save_cache(path: Path, tensors: dict[str, torch.Tensor], *, source: str,
+               fingerprint: str) -> None:
+    """Write the four split tensors to `path` atomically (temp file in the same dir, os.replace),
+    with the source they were decoded from and its fingerprint."""
+    payload: dict[str, object] = {"version": CACHE_VERSION, "source": source,
+                                  "fingerprint": fingerprint}
     payload.update({key: tensors[key].contiguous() for key in _TENSOR_KEYS})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -35,14 +57,18 @@ def save_cache(path: Path, tensors: dict[str, torch.Tensor], *, source: str) -> 
         raise
 
 
-def load_cache(path: Path, *, image_shape: tuple[int, int, int]) -> dict[str, torch.Tensor]:
-    """Read and validate a cache file; raise CacheError naming the file if it is unusable."""
+def load_cache(path: Path, *,
+               image_shape: tuple[int, int, int]) -> tuple[dict[str, torch.Tensor], str]:
+    """Read and validate a cache file: its four tensors and its source fingerprint; raise
+    CacheError naming the file if it is unusable."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unpickling/zip/IO failure means the file is unusable
         raise CacheError(f"cache file {path} is unreadable ({one_line(err)})") from err
     if not isinstance(payload, dict) or payload.get("version") != CACHE_VERSION:
-        raise CacheError(f"cache file {path} has an unknown format")
+        raise CacheError(f"cache file {path} has an unknown format (an older oneshot's?)")
+    if not isinstance(payload.get("fingerprint"), str):
+        raise CacheError(f"cache file {path} does not record its source files")
     for split in ("train", "test"):
         images, labels = payload.get(f"{split}_images"), payload.get(f"{split}_labels")
         if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8
@@ -52,4 +78,4 @@ def load_cache(path: Path, *, image_shape: tuple[int, int, int]) -> dict[str, to
         if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.int64
                 and labels.shape == images.shape[:1]):
             raise CacheError(f"cache file {path}: {split}_labels does not match {split}_images")
-    return {key: payload[key] for key in _TENSOR_KEYS}
+    return {key: payload[key] for key in _TENSOR_KEYS}, payload["fingerprint"]

@@ -6,13 +6,15 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import download_and_extract_archive
 
-from tasks.cache import CacheError, load_cache, save_cache
-from tasks.cifar_files import CIFAR_SHAPE, find_image_tree, read_cifar_pickles, read_image_folder
+from tasks.cache import CacheError, load_cache, save_cache, source_fingerprint
+from tasks.cifar_files import (CIFAR_SHAPE, find_image_tree, read_cifar_pickles, read_image_folder,
+                               scan_image_folder)
 from tasks.data import ImageDataset
 from tasks.errors import TaskError, one_line
 
@@ -46,40 +48,87 @@ CIFAR_SPECS = {
 }
 
 
+@dataclass(frozen=True)
+class _Source:
+    """CIFAR data found on disk: where it is, the files it is decoded from, how to decode them."""
+
+    path: Path
+    files: tuple[Path, ...]
+    decode: Callable[[], dict[str, torch.Tensor]]
+    layout: str = ""
+
+    def fingerprint(self, root: Path) -> str:
+        """Digest of the source's file paths, sizes and mtimes (and its class layout)."""
+        return source_fingerprint(self.files, base=root, layout=self.layout)
+
+
 def cache_path(name: str, root: str | os.PathLike[str]) -> Path:
     """Where load_cifar keeps the decoded uint8 tensors of task `name` under `root`."""
     return Path(root).expanduser() / f"{name}-uint8.pt"
 
 
-def load_cifar(name: str, *, root: str | os.PathLike[str], download: bool = True) -> ImageDataset:
+def load_cifar(name: str, *, root: str | os.PathLike[str], download: bool = True,
+               allow_empty_classes: bool = False) -> ImageDataset:
     """Load 'cifar10' or 'cifar100' from root, decoding once and caching next to the data.
 
-    The cache (root/<name>-uint8.pt) is read first; delete it to decode the source data again.
+    The cache (root/<name>-uint8.pt) is used while the files it was decoded from are unchanged
+    (same paths, sizes and mtimes), or alone when root holds no other data; otherwise the source
+    is decoded again. An image-folder class without images is an error unless
+    `allow_empty_classes`, then a warning.
     """
     spec = CIFAR_SPECS[name]
     root_path = Path(root).expanduser()
     cache = cache_path(name, root_path)
-    tensors = None
-    if cache.is_file():
-        try:
-            tensors = load_cache(cache, image_shape=CIFAR_SHAPE)
-        except CacheError as err:
-            warnings.warn(f"{err}; rebuilding it from the data in {root_path}", stacklevel=2)
+    source = _find_source(spec, root_path, allow_empty_classes=allow_empty_classes)
+    digest = None if source is None else source.fingerprint(root_path)
+    tensors = _read_cache(cache, digest, root_path) if cache.is_file() else None
     if tensors is None:
-        tensors, source = _decode_source(spec, root_path, download=download)
-        _write_cache(cache, tensors, source)
+        if source is None:
+            source = _download_source(spec, root_path, download=download)
+        digest = source.fingerprint(root_path) if digest is None else digest  # before decoding
+        tensors = source.decode()
+        _write_cache(cache, tensors, source, digest)
     return ImageDataset(name=name, num_classes=spec.num_classes, mean=spec.mean, std=spec.std,
                         **tensors)
 
 
-def _decode_source(spec: CifarSpec, root: Path, *,
-                   download: bool) -> tuple[dict[str, torch.Tensor], str]:
+def _read_cache(cache: Path, digest: str | None, root: Path) -> dict[str, torch.Tensor] | None:
+    """The cached tensors if they were decoded from the source whose fingerprint is `digest` (or
+    there is no source, `digest` None), else None; an unusable cache file is reported with a
+    warning."""
+    try:
+        tensors, recorded = load_cache(cache, image_shape=CIFAR_SHAPE)
+    except CacheError as err:
+        warnings.warn(f"{err}; rebuilding it from the data in {root}", stacklevel=3)
+        return None
+    if digest is not None and recorded != digest:
+        return None
+    return tensors
+
+
+def _find_source(spec: CifarSpec, root: Path, *, allow_empty_classes: bool) -> _Source | None:
+    """The pickles or image-folder tree in root (pickles first), or None when there is neither."""
     pickles = root / spec.pickle_dir
     if pickles.is_dir():
-        return _read_pickles(spec, pickles), str(pickles)
+        return _pickle_source(spec, pickles)
     tree = find_image_tree(root) if root.is_dir() else None
-    if tree is not None:
-        return read_image_folder(tree, num_classes=spec.num_classes), str(tree)
+    if tree is None:
+        return None
+    folder = scan_image_folder(tree, num_classes=spec.num_classes,
+                               allow_empty_classes=allow_empty_classes)
+    return _Source(path=tree, files=tuple(folder.all_files()),
+                   decode=lambda: read_image_folder(folder), layout="\0".join(folder.classes))
+
+
+def _pickle_source(spec: CifarSpec, directory: Path) -> _Source:
+    files = tuple(directory / name for name in (*spec.train_files, *spec.test_files))
+    return _Source(path=directory, files=files, decode=lambda: read_cifar_pickles(
+        directory, train_files=spec.train_files, test_files=spec.test_files,
+        label_key=spec.label_key))
+
+
+def _download_source(spec: CifarSpec, root: Path, *, download: bool) -> _Source:
+    """Download the pickles into root, or explain which layouts root could hold instead."""
     layouts = (f"accepted layouts: {spec.pickle_dir}/ (torchvision pickles), "
                f"train/<class>/*.jpg|png + test/<class>/* in root or in one subdirectory of it")
     if not download:
@@ -90,12 +139,7 @@ def _decode_source(spec: CifarSpec, root: Path, *,
     except Exception as err:  # network, HTTP and checksum failures all end the same way
         raise TaskError(f"no {spec.title} data in {root} and the download failed "
                         f"({one_line(err)}); {layouts}") from err
-    return _read_pickles(spec, pickles), str(pickles)
-
-
-def _read_pickles(spec: CifarSpec, directory: Path) -> dict[str, torch.Tensor]:
-    return read_cifar_pickles(directory, train_files=spec.train_files, test_files=spec.test_files,
-                              label_key=spec.label_key)
+    return _pickle_source(spec, root / spec.pickle_dir)
 
 
 def _download(spec: CifarSpec, root: Path) -> None:
@@ -105,9 +149,10 @@ def _download(spec: CifarSpec, root: Path) -> None:
                                  md5=archive.tgz_md5)
 
 
-def _write_cache(cache: Path, tensors: dict[str, torch.Tensor], source: str) -> None:
+def _write_cache(cache: Path, tensors: dict[str, torch.Tensor], source: _Source,
+                 digest: str) -> None:
     try:
-        save_cache(cache, tensors, source=source)
+        save_cache(cache, tensors, source=str(source.path), fingerprint=digest)
     except OSError as err:
         warnings.warn(f"could not write cache {cache} ({one_line(err)}); "
                       f"the next run decodes again", stacklevel=3)

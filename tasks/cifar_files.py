@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import codecs
 import pickle
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image
 
 from tasks.errors import TaskError, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR_SHAPE = (3, 32, 32)
+SPLITS = ("train", "test")
 
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
 _PICKLE_GLOBALS = {
@@ -78,8 +81,23 @@ def find_image_tree(root: Path) -> Path | None:
     return trees[0] if trees else None
 
 
-def read_image_folder(tree: Path, *, num_classes: int) -> dict[str, torch.Tensor]:
-    """Decode tree/{train,test}/<class>/*.{jpg,png}; labels follow sorted class names."""
+@dataclass(frozen=True)
+class ImageFolder:
+    """The images of a train/ and test/ tree, labelled by the sorted class folder names."""
+
+    tree: Path
+    classes: tuple[str, ...]
+    files: dict[str, tuple[tuple[Path, int], ...]]  # split -> (image file, label) pairs
+
+    def all_files(self) -> list[Path]:
+        """Every image file of both splits, in reading order."""
+        return [path for split in SPLITS for path, _ in self.files[split]]
+
+
+def scan_image_folder(tree: Path, *, num_classes: int,
+                      allow_empty_classes: bool = False) -> ImageFolder:
+    """List tree/{train,test}/<class>/*.{jpg,png} without decoding; labels follow sorted class
+    names. A class folder without images is an error, or a warning with allow_empty_classes."""
     classes = _class_names(tree / "train")
     if len(classes) != num_classes:
         raise TaskError(f"{tree / 'train'} has {len(classes)} class folders; "
@@ -89,12 +107,34 @@ def read_image_folder(tree: Path, *, num_classes: int) -> dict[str, torch.Tensor
         missing = sorted(set(classes) ^ set(test_classes))
         raise TaskError(f"class folders of {tree / 'test'} differ from train/: "
                         f"{', '.join(missing)}")
-    tensors: dict[str, torch.Tensor] = {}
-    for split in ("train", "test"):
-        files = [(path, label) for label, name in enumerate(classes)
-                 for path in _image_files(tree / split / name)]
-        if not files:
+    listed = {(split, name): _image_files(tree / split / name)
+              for split in SPLITS for name in classes}
+    for split in SPLITS:
+        if not any(listed[split, name] for name in classes):
             raise TaskError(f"no .jpg/.png images under {tree / split}")
+    _check_empty_classes(tree, [f"{split}/{name}" for (split, name), paths in listed.items()
+                                if not paths], allow_empty_classes)
+    files = {split: tuple((path, label) for label, name in enumerate(classes)
+                          for path in listed[split, name]) for split in SPLITS}
+    return ImageFolder(tree=tree, classes=tuple(classes), files=files)
+
+
+def _check_empty_classes(tree: Path, empty: list[str], allowed: bool) -> None:
+    if not empty:
+        return
+    folders = ", ".join(empty)
+    if not allowed:
+        raise TaskError(f"class folder(s) without .jpg/.png images in {tree}: {folders}; put the "
+                        f"images back, or set task.allow_empty_classes=true to use the rest")
+    warnings.warn(f"class folder(s) without .jpg/.png images in {tree}: {folders}; "
+                  f"allow_empty_classes is set, so these classes are never seen", stacklevel=2)
+
+
+def read_image_folder(folder: ImageFolder) -> dict[str, torch.Tensor]:
+    """Decode the images of a scanned tree into uint8 tensors and int64 labels per split."""
+    tensors: dict[str, torch.Tensor] = {}
+    for split in SPLITS:
+        files = folder.files[split]
         images = torch.empty((len(files), *CIFAR_SHAPE), dtype=torch.uint8)
         for index, (path, _) in enumerate(files):
             images[index] = _decode(path)
@@ -113,10 +153,19 @@ def _image_files(directory: Path) -> list[Path]:
 
 
 def _decode(path: Path) -> torch.Tensor:
+    """One image file as uint8 [3, 32, 32]; an unreadable or undecodable file is a TaskError
+    naming it (torchvision's own message is left out: it points into its C++ sources)."""
     try:
-        image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except RuntimeError as err:
-        raise TaskError(f"cannot decode image {path} ({one_line(err)})") from err
+        data = path.read_bytes()
+    except OSError as err:
+        raise TaskError(f"cannot read image {path} ({err.strerror or type(err).__name__}); "
+                        f"check its permissions or delete it") from err
+    try:
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        image = decode_image(encoded, mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError) as err:
+        raise TaskError(f"image {path} is corrupt, truncated or not a JPEG/PNG file; "
+                        f"replace it with a good copy or delete it") from err
     if tuple(image.shape) != CIFAR_SHAPE:
         raise TaskError(f"image {path} is {image.shape[2]}x{image.shape[1]}; "
                         f"CIFAR images are 32x32")

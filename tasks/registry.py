@@ -11,6 +11,7 @@ from tasks.errors import TaskError
 from tasks.synthetic import make_synthetic
 
 _SYNTHETIC_OPTIONS = tuple(inspect.signature(make_synthetic).parameters)
+_CIFAR_OPTIONS = ("allow_empty_classes",)
 
 
 def list_tasks() -> list[str]:
@@ -20,7 +21,8 @@ def list_tasks() -> list[str]:
 
 def load_task(name: str, *, root: str | os.PathLike[str] | None = None, download: bool = True,
               **kwargs: object) -> ImageDataset:
-    """Load task `name`; CIFAR tasks read (or download into) `root`, synthetic takes its options."""
+    """Load task `name`; CIFAR tasks read (or download into) `root` and take allow_empty_classes,
+    synthetic takes its own options."""
     if name == "synthetic":
         unknown = sorted(set(kwargs) - set(_SYNTHETIC_OPTIONS))
         if unknown:
@@ -29,9 +31,13 @@ def load_task(name: str, *, root: str | os.PathLike[str] | None = None, download
         return make_synthetic(**kwargs)  # type: ignore[arg-type]
     if name not in CIFAR_SPECS:
         raise TaskError(f"unknown task {name!r}; choose one of: {', '.join(list_tasks())}")
-    if kwargs:
-        raise TaskError(f"task {name!r} takes no options besides root and download; "
-                        f"got: {', '.join(sorted(kwargs))}")
+    unknown = sorted(set(kwargs) - set(_CIFAR_OPTIONS))
+    if unknown:
+        raise TaskError(f"task {name!r} takes no options besides root, download and "
+                        f"{', '.join(_CIFAR_OPTIONS)}; got: {', '.join(unknown)}")
     if root is None:
         raise TaskError(f"task {name!r} needs root=<folder with the data or to download into>")
-    return load_cifar(name, root=root, download=download)
+    allow = kwargs.get("allow_empty_classes", False)
+    if not isinstance(allow, bool):
+        raise TaskError(f"allow_empty_classes must be true or false, got {allow!r}")
+    return load_cifar(name, root=root, download=download, **kwargs)  # type: ignore[arg-type]

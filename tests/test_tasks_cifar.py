@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from PIL import Image
 
 from tasks import TaskError, load_task
 from tasks import cifar, cifar_files
+from tasks.cache import CACHE_VERSION
 from tasks.cifar import cache_path
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
@@ -130,7 +133,8 @@ def test_corrupt_cache_is_rebuilt_with_warning(tmp_path: Path) -> None:
 
 def test_cache_with_wrong_content_is_rejected(tmp_path: Path) -> None:
     write_cifar10_pickles(tmp_path)
-    torch.save({"version": 1, "train_images": torch.zeros(2, 3, 8, 8, dtype=torch.uint8)},
+    torch.save({"version": CACHE_VERSION, "fingerprint": "x",
+                "train_images": torch.zeros(2, 3, 8, 8, dtype=torch.uint8)},
                cache_path("cifar10", tmp_path))
     with pytest.warns(UserWarning, match="train_images is not uint8"):
         data = load_task("cifar10", root=tmp_path, download=False)
@@ -210,3 +214,93 @@ def test_pickle_with_foreign_globals_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="cannot read CIFAR pickle.*unexpected global"):
         cifar_files.read_cifar_pickles(folder, train_files=("data_batch_1",),
                                        test_files=("test_batch",), label_key="labels")
+
+
+def test_cache_without_source_record_is_rebuilt(tmp_path: Path) -> None:
+    write_cifar10_pickles(tmp_path)
+    data = load_task("cifar10", root=tmp_path, download=False)
+    payload = torch.load(cache_path("cifar10", tmp_path), weights_only=True)
+    torch.save({**payload, "version": 1}, cache_path("cifar10", tmp_path))
+    with pytest.warns(UserWarning, match="unknown format.*rebuilding"):
+        again = load_task("cifar10", root=tmp_path, download=False)
+    assert torch.equal(again.train_images, data.train_images)
+
+
+def test_cache_alone_is_used_when_the_source_is_gone(tmp_path: Path) -> None:
+    write_image_tree(tmp_path / "jpg", CIFAR10_CLASSES, per_class=1)
+    first = load_task("cifar10", root=tmp_path, download=False)
+    shutil.rmtree(tmp_path / "jpg")
+    assert torch.equal(load_task("cifar10", root=tmp_path, download=False).train_labels,
+                       first.train_labels)
+
+
+def _levels(images: torch.Tensor) -> list[int]:
+    return images.float().mean(dim=(1, 2, 3)).round().int().tolist()
+
+
+def test_cache_follows_images_added_removed_and_changed(tmp_path: Path) -> None:
+    write_image_tree(tmp_path, CIFAR10_CLASSES, per_class=2)
+    assert len(load_task("cifar10", root=tmp_path, download=False).train_labels) == 20
+    Image.new("RGB", (32, 32), (200,) * 3).save(tmp_path / "train" / "cat" / "0002.png")
+    added = load_task("cifar10", root=tmp_path, download=False)
+    assert added.train_labels.tolist().count(3) == 3 and 200 in _levels(added.train_images)
+    (tmp_path / "test" / "dog" / "0000.png").unlink()
+    removed = load_task("cifar10", root=tmp_path, download=False)
+    assert removed.test_labels.tolist().count(5) == 1
+    changed_file = tmp_path / "train" / "ship" / "0001.png"
+    Image.new("RGB", (32, 32), (7,) * 3).save(changed_file)
+    os.utime(changed_file, ns=(1, 1))  # even with an old mtime, the size or mtime differs
+    changed = load_task("cifar10", root=tmp_path, download=False)
+    assert 7 in _levels(changed.train_images[changed.train_labels == 8])
+
+
+def test_empty_class_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    write_image_tree(tmp_path, CIFAR10_CLASSES, per_class=2)
+    for image in (tmp_path / "train" / "frog").iterdir():
+        image.unlink()
+    with pytest.raises(TaskError) as info:
+        load_task("cifar10", root=tmp_path, download=False)
+    message = str(info.value)
+    assert "\n" not in message and "train/frog" in message
+    assert "task.allow_empty_classes=true" in message and "put the images back" in message
+
+
+def test_empty_class_is_a_warning_when_allowed(tmp_path: Path) -> None:
+    write_image_tree(tmp_path, CIFAR10_CLASSES, per_class=2)
+    for image in (tmp_path / "test" / "bird").iterdir():
+        image.unlink()
+    with pytest.warns(UserWarning, match="test/bird.*never seen"):
+        data = load_task("cifar10", root=tmp_path, download=False, allow_empty_classes=True)
+    assert 2 not in data.test_labels.tolist() and len(data.test_labels) == 18
+
+
+def test_empty_class_is_not_hidden_by_the_cache(tmp_path: Path) -> None:
+    write_image_tree(tmp_path, CIFAR10_CLASSES, per_class=2)
+    with pytest.warns(UserWarning, match="train/cat"):
+        images = sorted((tmp_path / "train" / "cat").iterdir())
+        stash = {path: path.read_bytes() for path in images}
+        for path in images:
+            path.unlink()
+        load_task("cifar10", root=tmp_path, download=False, allow_empty_classes=True)
+    with pytest.raises(TaskError, match="train/cat"):
+        load_task("cifar10", root=tmp_path, download=False)
+    for path, content in stash.items():
+        path.write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        data = load_task("cifar10", root=tmp_path, download=False)
+    assert data.train_labels.tolist().count(3) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", "half"])
+def test_bad_jpeg_names_the_file_without_internals(tmp_path: Path, content: object) -> None:
+    write_image_tree(tmp_path, CIFAR10_CLASSES, per_class=1, suffix=".jpg")
+    bad = tmp_path / "train" / "horse" / "0000.jpg"
+    if content == "half":
+        content = bad.read_bytes()[:200]
+    bad.write_bytes(content)
+    with pytest.raises(TaskError) as info:
+        load_task("cifar10", root=tmp_path, download=False)
+    message = str(info.value)
+    assert message.startswith(f"image {bad} is corrupt") and "delete it" in message
+    assert ".cpp" not in message and "\n" not in message

@@ -32,6 +32,8 @@ def test_unknown_options_are_named(tmp_path: Path) -> None:
         load_task("cifar10", root=tmp_path, num_train=3)
     with pytest.raises(TaskError, match="'cifar100' needs root="):
         load_task("cifar100")
+    with pytest.raises(TaskError, match="allow_empty_classes must be true or false, got 'yes'"):
+        load_task("cifar10", root=tmp_path, allow_empty_classes="yes")
 
 
 def test_synthetic_ignores_root_and_download() -> None:
