@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import shutil
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,8 +16,9 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from oneshot.config_schema import check_options
 from oneshot.errors import USER_ERRORS, ConfigError
 
 SHARED_CONFIG_MODULE = "oneshot.conf"  # groups every entry point uses (task)
@@ -34,15 +37,16 @@ def config_groups(config_module: str) -> dict[str, list[str]]:
     return groups
 
 
-def _first_values(args: Sequence[str]) -> list[str]:
-    """Overrides with every sweep (``seed=0,1,2``) replaced by its first value; Hydra's own dropped."""
+def _first_values(args: Sequence[str], *, keep_hydra: bool = False) -> list[str]:
+    """Overrides with every sweep (``seed=0,1,2``) replaced by its first value; Hydra's own
+    (``hydra.run.dir=...``) dropped unless ``keep_hydra``."""
     plain = []
     try:
         parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
     except HydraException as err:
         raise ConfigError(str(err).splitlines()[0] + "; write overrides as key=value") from None
     for override in parsed:
-        if override.key_or_group.startswith("hydra"):
+        if override.key_or_group.startswith("hydra") and not keep_hydra:
             continue
         if override.is_sweep_override():
             plain.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
@@ -65,8 +69,21 @@ def _keys_near(cfg: DictConfig, dotted_key: str) -> tuple[str, list[str]]:
     return ".".join(prefix) or "the top level", keys
 
 
+def _composed_without(config_name: str, overrides: list[str], bad: str,
+                      groups: dict[str, list[str]]) -> DictConfig:
+    """The config the user composed, less the override ``bad``: with every other override, or,
+    if another one fails too, with the group choices only (``algorithm=gdas``, ``space=nb201``)."""
+    rest = [o for o in overrides if o != bad]
+    try:
+        return compose(config_name, overrides=rest)
+    except HydraException:
+        return compose(config_name, overrides=[o for o in rest
+                                               if o.partition("=")[0].lstrip("+~") in groups])
+
+
 def validate_overrides(config_module: str, config_name: str, args: Sequence[str]) -> DictConfig:
-    """Compose ``config_name`` with the command-line ``args``; a bad override raises ConfigError."""
+    """Compose ``config_name`` with the command-line ``args`` and check every option's type and
+    range (``oneshot.config_schema``); a bad override or value raises ConfigError."""
     overrides = _first_values(args)
     groups = config_groups(config_module)
     for override in overrides:
@@ -76,7 +93,7 @@ def validate_overrides(config_module: str, config_name: str, args: Sequence[str]
             raise ConfigError(f"unknown {key} '{value}'; choose one of: {', '.join(groups[key])}")
     with initialize_config_module(config_module=config_module, version_base="1.3"):
         try:
-            return compose(config_name, overrides=overrides)
+            cfg = compose(config_name, overrides=overrides)
         except MissingConfigException as err:
             raise ConfigError(f"unknown config '{err.missing_cfg_file}'; choose one of: "
                               f"{', '.join(err.options or [])}") from None
@@ -85,9 +102,61 @@ def validate_overrides(config_module: str, config_name: str, args: Sequence[str]
             if bad is None:
                 raise ConfigError(str(err).splitlines()[0]) from None
             key = bad.split("=")[0]
-            where, keys = _keys_near(compose(config_name), key)
+            where, keys = _keys_near(_composed_without(config_name, overrides, bad, groups), key)
             raise ConfigError(f"unknown config key '{key}'; keys under {where}: {', '.join(keys)} "
                               f"(use +{key}=... to add a new one)") from None
+    check_options(cfg, config_name)
+    return cfg
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why ``directory`` (with any missing parents) cannot be made and written, or ``None``.
+
+    Tries it: makes and removes an empty temporary directory in the nearest existing ancestor
+    (permissions alone do not tell, e.g. for root under ``/proc`` or on a read-only mount).
+    """
+    existing = directory.expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".oneshot-write-test-", dir=existing))
+    except OSError as err:
+        return f"cannot create a directory in {existing} ({err.strerror})"
+    return None
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse an output file ``path`` (set by ``option``) that cannot be written, in one line."""
+    reason = f"{path} is a directory" if path.is_dir() else unwritable_reason(path.parent)
+    if reason is not None:
+        raise ConfigError(f"cannot write {option}={path}: {reason}; choose another path with "
+                          f"{option}=PATH")
+
+
+def hydra_output_dir(config_module: str, config_name: str,
+                     args: Sequence[str]) -> tuple[str, Path]:
+    """The directory Hydra makes for this command line, resolved, with the option that sets it:
+    ``hydra.run.dir``, or ``hydra.sweep.dir`` for a multirun (``-m``)."""
+    option = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in args) else "hydra.run.dir"
+    with initialize_config_module(config_module=config_module, version_base="1.3"):
+        try:
+            cfg = compose(config_name, overrides=_first_values(args, keep_hydra=True),
+                          return_hydra_config=True)
+        except HydraException as err:  # a bad hydra.* override
+            raise ConfigError(str(err).splitlines()[0]) from None
+    return option, Path(str(OmegaConf.select(cfg, option)))
+
+
+def check_output_dir(config_module: str, config_name: str, args: Sequence[str]) -> None:
+    """Refuse, in one line, a Hydra run (or sweep) dir that cannot be made and written, before
+    Hydra tries to make it."""
+    option, directory = hydra_output_dir(config_module, config_name, args)
+    reason = unwritable_reason(directory)
+    if reason is not None:
+        raise ConfigError(f"cannot write the run dir {option}={directory}: {reason}; choose "
+                          f"another with {option}=DIR")
 
 
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -125,6 +194,7 @@ def run_cli(hydra_entry: Callable[[], Any], config_module: str, config_name: str
     """Check the overrides in ``argv`` first (one-line error, exit 2), then start Hydra."""
     try:
         validate_overrides(config_module, config_name, argv)
+        check_output_dir(config_module, config_name, argv)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from oneshot.cli import validate_overrides
+from oneshot.cli import check_output_file, validate_overrides
 from oneshot.cost_table import CostTable
 from oneshot.errors import USER_ERRORS, ConfigError
 from supernets.cost import candidate_costs, latency_ms
@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = validate_overrides("oneshot.conf.latency", "latency", args)
+        check_output_file(Path(cfg.out), "out")
         table = measure_table(cfg)
         table.save(cfg.out)
     except USER_ERRORS as err:

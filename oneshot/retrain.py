@@ -16,13 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from oneshot.cli import report_user_errors, run_cli
+from oneshot.config_schema import check_options
 from oneshot.datamodule import RetrainDataModule
 from oneshot.errors import ConfigError
 from oneshot.files import write_atomic
 from oneshot.genotypes import LoadedGenotype, load_genotype
 from oneshot.retrain_module import RetrainModule, RetrainOptimizerConfig
 from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_resolved_config
-from oneshot.train import build_trainer, check_config
+from oneshot.train import build_trainer
 from supernets.darts.published import list_published
 from supernets.genotype_file import save_genotype_file
 from supernets.measure import count_flops, count_parameters
@@ -41,22 +42,13 @@ def _node(cfg: DictConfig, key: str) -> dict[str, Any]:
 
 
 def check_retrain_config(cfg: DictConfig) -> None:
-    """Reject values that would fail deep inside a run, each with a one-line ConfigError."""
+    """Reject a missing genotype, or an option of the wrong type or out of its range (as
+    ``oneshot.config_schema`` declares them), with a one-line ConfigError."""
     if OmegaConf.is_missing(cfg, "genotype") or not str(cfg.genotype).strip():
         raise ConfigError("no genotype given; pass genotype=PATH (a search run dir, genotype.json "
                           "or DARTS text file) or a published name "
                           f"({', '.join(list_published())})")
-    check_config(cfg)
-    training = cfg.training
-    if not isinstance(training.drop_path, (int, float)) or not 0 <= training.drop_path < 1:
-        raise ConfigError(f"training.drop_path must be a probability in [0, 1), "
-                          f"got {training.drop_path!r}")
-    weight = training.auxiliary_weight
-    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-        raise ConfigError(f"training.auxiliary_weight must be a number >= 0, got {weight!r}")
-    cutout = cfg.data.cutout
-    if not isinstance(cutout, int) or isinstance(cutout, bool) or cutout < 0:
-        raise ConfigError(f"data.cutout must be an integer >= 0 (pixels; 0 = off), got {cutout!r}")
+    check_options(cfg, "retrain")
 
 
 def train_subset(dataset: ImageDataset, subset: int | None, seed: int) -> ImageDataset:

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from oneshot.algorithms import create_algorithm
 from oneshot.benchmark_table import BenchmarkTable, load_benchmark_table
@@ -19,6 +20,7 @@ from oneshot.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, 
                                GenotypeWriter, SkipConnectEarlyStop)
 from oneshot.checkpointing import AtomicCheckpointIO
 from oneshot.cli import report_user_errors, run_cli
+from oneshot.config_schema import check_options
 from oneshot.datamodule import SearchDataModule
 from oneshot.distributed import make_strategy
 from oneshot.errors import ConfigError
@@ -27,6 +29,9 @@ from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_reso
 from supernets.spaces import create_supernet
 from tasks import load_task
 
+TRAINER_SETUP_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
+"""The trainer options Lightning checks against the machine (named when it refuses them)."""
+
 
 def _options(node: DictConfig, *, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:
     """A config node as plain keyword arguments, without ``drop``."""
@@ -34,19 +39,9 @@ def _options(node: DictConfig, *, drop: tuple[str, ...] = ("name",)) -> dict[str
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Reject values that would fail deep inside a run, each with a one-line ConfigError."""
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
-    for key in ("batch_size", "eval_batch_size"):
-        value = cfg.data[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
-    epochs = cfg.trainer.max_epochs
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
-        raise ConfigError(f"trainer.max_epochs must be a positive integer, got {epochs!r}")
-    subset = cfg.task.get("subset")
-    if subset is not None and (not isinstance(subset, int) or isinstance(subset, bool) or subset < 2):
-        raise ConfigError(f"task.subset must be an integer of at least 2 (or null), got {subset!r}")
+    """Reject an option of the wrong type or out of its range (as ``oneshot.config_schema``
+    declares them) with a one-line ConfigError, before a run reads data or writes anything."""
+    check_options(cfg, "train")
 
 
 def benchmark_table(cfg: DictConfig) -> BenchmarkTable | None:
@@ -72,8 +67,23 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) 
         return pl.Trainer(**options, default_root_dir=str(run_dir), logger=logger,
                           callbacks=[checkpoint, *callbacks], use_distributed_sampler=False,
                           enable_model_summary=False, plugins=[AtomicCheckpointIO()])
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"bad trainer option: {err}") from None
+    except (TypeError, ValueError, MisconfigurationException) as err:
+        raise ConfigError(trainer_error(cfg, err)) from None
+
+
+def trainer_error(cfg: DictConfig, err: Exception) -> str:
+    """Lightning's refusal of the trainer options as one line naming the options it set up from."""
+    setup = " ".join(f"trainer.{key}={cfg.trainer[key]}" for key in TRAINER_SETUP_KEYS
+                     if key in cfg.trainer)
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"cannot start the trainer with {setup}: {reason}"
+
+
+def load_task(name: str, **options: Any) -> Any:
+    """``tasks.load_task`` (imported on first use: it brings torch)."""
+    from tasks import load_task as load
+
+    return load(name, **options)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

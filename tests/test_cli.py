@@ -79,8 +79,8 @@ def test_malformed_override() -> None:
     ("data.eval_batch_size=0", "data.eval_batch_size must be a positive integer, got 0"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be a positive integer, got 0"),
     ("trainer.max_epochs=-1", "trainer.max_epochs must be a positive integer, got -1"),
-    ("task.subset=1", "task.subset must be an integer of at least 2 (or null), got 1"),
-    ("seed=abc", "seed must be an integer, got 'abc'"),
+    ("task.subset=1", "task.subset must be an integer >= 2 or null, got 1"),
+    ("seed=abc", "seed must be an integer in [0, 4294967295], got 'abc'"),
 ])
 def test_bad_values_are_rejected_before_the_run(override: str, message: str,
                                                 tmp_path: Path) -> None:

@@ -73,5 +73,5 @@ def test_early_stop_on_skip_connections(tmp_path: Path) -> None:
 
 
 def test_early_stop_needs_the_darts_space() -> None:
-    with pytest.raises(ConfigError, match="early_stop.skip_connect must be a positive integer on space=darts"):
+    with pytest.raises(ConfigError, match="early_stop.skip_connect must be a positive integer"):
         train(compose_search("early_stop.skip_connect=0"))

@@ -1,0 +1,81 @@
+"""Hydra configs for spaces that ship no YAML: installed plugins, spaces registered in Python and
+classes named by path.
+
+``space=tricell`` (a package's ``oneshot.spaces`` entry point) and ``space=pkg.module.Class``
+(any :class:`~supernets.supernet.Supernet` subclass; ``space._target_=pkg.module.Class`` is the
+same) get a ``space`` config node holding ``name``, ``_target_`` and the class's keyword options
+with their defaults, so ``space.<option>=...`` overrides work as for the built-in spaces. A
+class's ``quick_options`` become its ``experiment=quick`` sizes.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from importlib.metadata import entry_points
+from typing import Any, Sequence
+
+from hydra.core.config_store import ConfigStore
+
+SEARCH_CONFIG_MODULE = "oneshot.conf.search"
+TARGET_KEYS = ("space._target_", "+space._target_", "++space._target_")
+
+
+def yaml_spaces() -> list[str]:
+    """The spaces with a YAML file in the search config's ``space`` group."""
+    folder = resources.files(SEARCH_CONFIG_MODULE) / "space"
+    return sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def installed_spaces() -> list[str]:
+    """Names of the spaces installed packages declare (no package is imported)."""
+    from supernets.spaces import ENTRY_POINT_GROUP
+    return sorted(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def target_as_choice(args: Sequence[str]) -> list[str]:
+    """``space._target_=pkg.Class`` written as the equivalent choice ``space=pkg.Class``."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        out.append(f"space={value}" if sep and key in TARGET_KEYS else arg)
+    return out
+
+
+def chosen_class_paths(args: Sequence[str]) -> list[str]:
+    """The class paths chosen as ``space=pkg.module.Class`` in ``args`` (sweeps included)."""
+    paths = []
+    for arg in target_as_choice(args):
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == "space":
+            paths += [v for v in value.split(",") if "." in v]
+    return paths
+
+
+def register_space_configs(args: Sequence[str] = ()) -> list[str]:
+    """Store a config node for every registered or installed space without a YAML file and every
+    class path chosen in ``args``; returns their names. Loading them imports their packages.
+
+    The command line does this before composing; a program that registers a space in Python
+    (:func:`supernets.register_space`) calls it before composing a config that names the space.
+    """
+    from supernets.spaces import SPACES, constructor_defaults, get_space
+
+    known = set(yaml_spaces())
+    names = sorted((set(installed_spaces()) | set(SPACES)) - known)
+    names += chosen_class_paths(args)
+    store = ConfigStore.instance()
+    for name in names:
+        cls = get_space(name).supernet
+        target = f"{cls.__module__}.{cls.__qualname__}"
+        store.store(group="space", name=name,
+                    node={"name": name, "_target_": target, **constructor_defaults(cls)})
+        quick = dict(getattr(cls, "quick_options", {}) or {})
+        if quick:
+            store.store(group="experiment_space", name=f"quick_{name}", package="_global_",
+                        node={"space": quick})
+    return names
+
+
+def space_options(node: Any) -> dict[str, Any]:
+    """The supernet's options of a resolved ``space`` node: everything but ``name``, ``_target_``."""
+    return {k: v for k, v in node.items() if k not in ("name", "_target_")}
