@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -59,7 +59,11 @@ class Supernet(nn.Module):
     Calling ``supernet(x, arch)`` runs ``forward(x)`` with ``arch`` bound to the choices. Built
     by :meth:`fixed_network`, the same class is a plain network called as ``net(x)``.
     Choices are collected once, on first use: build every choice in ``__init__``.
+    ``quick_options`` are the sizes ``experiment=quick`` gives the space (a few minutes' search
+    on a CPU).
     """
+
+    quick_options: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

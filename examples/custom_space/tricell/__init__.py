@@ -41,7 +41,7 @@ class TriCell(nn.Module):
 class TriNet(Supernet):
     """Stem, ``cells`` tri-cells sharing one architecture, classifier."""
 
-    QUICK = {"channels": 8, "cells": 2}  # the sizes experiment=quick uses
+    quick_options = {"channels": 8, "cells": 2}  # the sizes experiment=quick uses
 
     def __init__(self, *, num_classes: int = 10, in_channels: int = 3, channels: int = 16,
                  cells: int = 3) -> None:
