@@ -2,17 +2,18 @@
 classes named by path.
 
 ``space=tricell`` (a package's ``oneshot.spaces`` entry point) and ``space=pkg.module.Class``
-(any :class:`~supernets.supernet.Supernet` subclass; ``space._target_=pkg.module.Class`` is the
-same) get a ``space`` config node holding ``name``, ``_target_`` and the class's keyword options
-with their defaults, so ``space.<option>=...`` overrides work as for the built-in spaces. A
-class's ``quick_options`` become its ``experiment=quick`` sizes.
+(any :class:`~supernets.supernet.Supernet` subclass; Hydra's ``space._target_=pkg.module.Class``
+is the same) get a ``space`` config node holding ``name`` (the registered name or the class
+path, which is how genotype files find the space again) and the class's keyword options with
+their defaults, so ``space.<option>=...`` overrides work as for the built-in spaces. A class's
+``quick_options`` become its ``experiment=quick`` sizes.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from importlib.metadata import entry_points
-from typing import Any, Sequence
+from typing import Sequence
 
 from hydra.core.config_store import ConfigStore
 
@@ -66,16 +67,9 @@ def register_space_configs(args: Sequence[str] = ()) -> list[str]:
     store = ConfigStore.instance()
     for name in names:
         cls = get_space(name).supernet
-        target = f"{cls.__module__}.{cls.__qualname__}"
-        store.store(group="space", name=name,
-                    node={"name": name, "_target_": target, **constructor_defaults(cls)})
+        store.store(group="space", name=name, node={"name": name, **constructor_defaults(cls)})
         quick = dict(getattr(cls, "quick_options", {}) or {})
         if quick:
             store.store(group="experiment_space", name=f"quick_{name}", package="_global_",
                         node={"space": quick})
     return names
-
-
-def space_options(node: Any) -> dict[str, Any]:
-    """The supernet's options of a resolved ``space`` node: everything but ``name``, ``_target_``."""
-    return {k: v for k, v in node.items() if k not in ("name", "_target_")}
