@@ -79,13 +79,6 @@ def trainer_error(cfg: DictConfig, err: Exception) -> str:
     return f"cannot start the trainer with {setup}: {reason}"
 
 
-def load_task(name: str, **options: Any) -> Any:
-    """``tasks.load_task`` (imported on first use: it brings torch)."""
-    from tasks import load_task as load
-
-    return load(name, **options)
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Search an architecture as ``cfg`` says; returns the final genotype, val accuracy and run dir.
 
