@@ -9,6 +9,7 @@ from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
 from supernets.errors import SpaceError
 from supernets.ops import DARTS_PRIMITIVES
+from supernets import spaces
 from supernets.spaces import create_supernet, get_space, list_spaces
 
 # Parameters of the reference search network (C=16, 8 cells, 10 classes). The DARTS reference
@@ -97,8 +98,13 @@ def test_candidate_subset_and_errors() -> None:
         DartsSupernet(layers=2)
 
 
-def test_space_registry() -> None:
-    assert "darts" in list_spaces() and list_spaces() == sorted(list_spaces())
+def test_space_registry(monkeypatch) -> None:
+    assert {"darts", "nb201", "proxyless"} <= set(list_spaces())
+    monkeypatch.setattr(spaces, "SPACES", {"proxyless": spaces.SPACES["proxyless"],
+                                           "darts": spaces.SPACES["darts"]})
+    monkeypatch.setattr(spaces, "_ENTRY_POINTS_LOADED", [True])
+    assert list_spaces() == ["darts", "proxyless"]  # sorted, whatever the registration order
+    monkeypatch.undo()
     assert isinstance(create_supernet("darts", channels=2, layers=3), DartsSupernet)
     with pytest.raises(SpaceError, match="unknown space 'nasbench'; choose one of: darts"):
         get_space("nasbench")
