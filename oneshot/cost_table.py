@@ -1,7 +1,10 @@
 """The cost lookup table of a search space: a latency (or FLOPs) per block and candidate.
 
 JSON: ``{"format_version": 1, "space": "proxyless", "device": "...", "unit": "ms",
-"entries": {"block_3": {"mb3_k5": 0.21, ...}, ...}, "meta": {...}}``.
+"entries": {"block_3": {"mb3_k5": 0.21, ...}, ...}, "meta": {...}}``. ``meta`` records what the
+table was measured for: ``space_options`` (every option of the space but its name) and
+``input_size`` (``[batch, channels, height, width]``); a search refuses a table whose space,
+options or image shape differ from its own (:func:`check_measured_for`, :func:`check_input_shape`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ FORMAT_VERSION = 1
 UNITS = ("ms", "MFLOPs")
 _FIELDS = ("format_version", "space", "device", "unit", "entries", "meta")
 _MEASURE = "measure one with `python -m oneshot.latency space=NAME out=PATH`"
+_REMEASURE = ("re-measure it with the search's space options: `python -m oneshot.latency "
+              "experiment=NAME out=PATH` with the search's experiment=, plus the same space.* "
+              "overrides")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,42 @@ def load_cost_table(path: str | os.PathLike[str]) -> CostTable:
                      unit=document["unit"], entries=entries, meta=dict(document["meta"] or {}))
 
 
+def check_measured_for(table: CostTable, path: str | os.PathLike[str], *, space: str,
+                       options: Mapping[str, Any]) -> None:
+    """Refuse (one line) a table measured for another space or other space ``options``.
+
+    A table that does not record its space options (written before they were recorded) is
+    refused too: its entries could match the choice points and still time other widths.
+    """
+    if table.space != space:
+        raise ConfigError(f"cost table '{path}' was measured for space '{table.space}', not "
+                          f"'{space}'; {_REMEASURE}")
+    measured = table.meta.get("space_options")
+    if not isinstance(measured, dict):
+        raise ConfigError(f"cost table '{path}' does not record the space options it was measured "
+                          f"for (an older table); {_REMEASURE}")
+    differing = [f"{key} (table {_show(measured, key)}, search {_show(options, key)})"
+                 for key in sorted(set(measured) | set(options))
+                 if measured.get(key, _ABSENT) != options.get(key, _ABSENT)]
+    if differing:
+        raise ConfigError(f"cost table '{path}' was measured for other {space} space options: "
+                          f"{'; '.join(differing)}; {_REMEASURE}")
+
+
+def check_input_shape(table: CostTable, path: str | os.PathLike[str],
+                      image_shape: Sequence[int]) -> None:
+    """Refuse (one line) a table measured at another image shape ``(C, H, W)``."""
+    measured = table.meta.get("input_size")
+    if not isinstance(measured, list) or len(measured) != 4:
+        raise ConfigError(f"cost table '{path}' does not record the input size it was measured at "
+                          f"(an older table); {_REMEASURE}")
+    if list(measured[1:]) != list(image_shape):
+        raise ConfigError(f"cost table '{path}' was measured on {_shape(measured[1:])} images, the "
+                          f"search's are {_shape(image_shape)}; re-measure it with "
+                          f"`python -m oneshot.latency image_size={image_shape[-1]} ...` and the "
+                          "search's space options")
+
+
 def expected_cost(probs: Mapping[str, torch.Tensor], costs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``sum over choice points of sum_i p_i * cost_i``: differentiable in the probabilities."""
     total = None
@@ -101,3 +143,14 @@ def expected_cost(probs: Mapping[str, torch.Tensor], costs: Mapping[str, torch.T
 def _is_cost(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) and value >= 0
+
+
+_ABSENT = object()
+
+
+def _show(options: Mapping[str, Any], key: str) -> str:
+    return repr(options[key]) if key in options else "not set"
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(n) for n in shape)

@@ -2,7 +2,9 @@
 
 Times every candidate of every choice point at the input shape it sees in the supernet, on the
 current device (eval mode, ``warmup`` untimed runs, the median of ``repeats`` timed runs), and
-writes ``{"device", "space", "unit": "ms", "entries": {label: {candidate: ms}}, "meta"}``.
+writes ``{"device", "space", "unit": "ms", "entries": {label: {candidate: ms}}, "meta"}``, with
+the space options and input size in ``meta``. The search's ``experiment=`` presets choose the same
+space options here (``experiment=quick_proxyless out=PATH`` measures that search's space).
 """
 
 from __future__ import annotations

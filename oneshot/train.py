@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from oneshot.algorithms import create_algorithm
+from oneshot.algorithms import check_search_setup, create_algorithm
 from oneshot.benchmark_table import BenchmarkTable, load_benchmark_table
 from oneshot.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
                                GenotypeWriter, SkipConnectEarlyStop)
@@ -89,6 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume is not None:
         cfg = resume.config
     check_config(cfg)
+    check_search_setup(cfg)
     table = benchmark_table(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = load_task(cfg.task.name, **_options(cfg.task, drop=("name", "subset")))

@@ -7,7 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_search
-from oneshot.algorithms import create_algorithm
+from oneshot.algorithms import create_algorithm, supported_spaces
 from oneshot.algorithms.gumbel import (GdasSearch, SnasSearch, gumbel_softmax, straight_through,
                                        temperature)
 from oneshot.algorithms.sampling import step_generator
@@ -123,8 +123,8 @@ TWO_EPOCHS = ("trainer.max_epochs=2", "trainer.limit_train_batches=2")
 NB201_TINY = ("space=nb201", "space.layers=1", *TWO_EPOCHS)
 
 
-@pytest.mark.parametrize("algorithm, space", [("gdas", "nb201"), ("snas", "nb201"),
-                                              ("gdas", "darts"), ("snas", "darts")])
+@pytest.mark.parametrize("algorithm, space", [(a, s) for a in ("gdas", "snas")
+                                              for s in supported_spaces(a)])
 def test_end_to_end_search(tmp_path, algorithm: str, space: str) -> None:
     extra = NB201_TINY if space == "nb201" else TWO_EPOCHS
     result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *extra))

@@ -8,10 +8,14 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import TINY_SEARCH, compose_search
 from oneshot.cost_table import CostTable, expected_cost, load_cost_table
 from oneshot.errors import ConfigError
 from oneshot.latency import main
+from oneshot.train import train
 from supernets.cost import candidate_costs, choice_inputs, latency_ms, mflops
 from supernets.darts.search import DartsSupernet
 from supernets.proxyless.search import ProxylessSupernet
@@ -122,3 +126,79 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path) -> None:
     assert "proxyless" in lines[0]
     assert main(["device=tpu", f"out={tmp_path / 't.json'}"]) == 2
     assert not (tmp_path / "t.json").exists()
+
+
+# -- a search refuses a table measured for another space, other options or another image size --
+FAST = ("warmup=0", "repeats=1", "threads=1")
+NO_SPACE = tuple(o for o in TINY_SEARCH if not o.startswith("space."))
+QUICK_SEARCH = ("experiment=quick_proxyless", "task.subset=null", "data.batch_size=8",
+                "data.eval_batch_size=16", "trainer.max_epochs=1", "trainer.limit_train_batches=1")
+
+
+def _measure(path, *overrides: str):
+    assert main([*overrides, f"out={path}", *FAST]) == 0
+    return path
+
+
+def _refusal(cfg) -> str:
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_experiment_preset_measures_the_space_that_search_uses(tmp_path) -> None:
+    table = _measure(tmp_path / "quick.json", "experiment=quick_proxyless", "image_size=8")
+    search = compose_search(f"run_dir={tmp_path / 'run'}", *QUICK_SEARCH,
+                            f"algorithm.latency.table={table}", base=NO_SPACE)
+    options = OmegaConf.to_container(search.space, resolve=True)
+    assert load_cost_table(table).meta["space_options"] == {k: v for k, v in options.items()
+                                                           if k != "name"}
+    assert options["widths"] == [16, 32, 64]  # the preset's, not the space's defaults
+    train(search)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    (expected,) = events.Scalars("arch/expected_latency_ms")
+    rows = load_cost_table(table).entries.values()
+    assert sum(min(r.values()) for r in rows) <= expected.value <= sum(max(r.values()) for r in rows)
+
+
+def test_table_of_other_space_options_is_refused_before_any_data(tmp_path) -> None:
+    table = _measure(tmp_path / "small.json", *SMALL, "image_size=8")
+    no_task = [o for o in NO_SPACE if not o.startswith("task")]
+    message = _refusal(compose_search(
+        *QUICK_SEARCH, f"algorithm.latency.table={table}", "task=cifar10",
+        f"task.root={tmp_path / 'no-data'}", "task.download=false", base=no_task))
+    assert message.startswith(f"cost table '{table}' was measured for other proxyless space "
+                              "options: depths (table [2, 2], search [2, 2, 2]); ")
+    assert "head_channels (table 8, search 256)" in message
+    assert "widths (table [4, 8], search [16, 32, 64])" in message
+    assert message.endswith("re-measure it with the search's space options: `python -m "
+                            "oneshot.latency experiment=NAME out=PATH` with the search's "
+                            "experiment=, plus the same space.* overrides")
+
+
+def test_table_of_another_space_or_without_options_is_refused(tmp_path) -> None:
+    measured = load_cost_table(_measure(tmp_path / "small.json", *SMALL, "image_size=8"))
+    search = (f"run_dir={tmp_path / 'run'}", *SMALL, "algorithm=proxyless")
+    other_space = tmp_path / "darts.json"
+    CostTable("darts", measured.device, "ms", measured.entries, measured.meta).save(other_space)
+    assert _refusal(compose_search(*search, f"algorithm.latency.table={other_space}",
+                                   base=NO_SPACE)).startswith(
+        f"cost table '{other_space}' was measured for space 'darts', not 'proxyless'; re-measure")
+    old = tmp_path / "old.json"  # a table written before the options were recorded
+    CostTable("proxyless", measured.device, "ms", measured.entries,
+              {k: v for k, v in measured.meta.items() if k != "space_options"}).save(old)
+    assert _refusal(compose_search(*search, f"algorithm.latency.table={old}",
+                                   base=NO_SPACE)).startswith(
+        f"cost table '{old}' does not record the space options it was measured for (an older "
+        "table); re-measure it")
+
+
+def test_table_of_another_image_size_is_refused(tmp_path) -> None:
+    table = _measure(tmp_path / "big.json", *SMALL, "image_size=16")
+    message = _refusal(compose_search(f"run_dir={tmp_path / 'run'}", *SMALL, "algorithm=proxyless",
+                                      f"algorithm.latency.table={table}", base=NO_SPACE))
+    assert message.startswith(f"cost table '{table}' was measured on 3x16x16 images, the "
+                              "search's are 3x8x8; re-measure it with `python -m oneshot.latency "
+                              "image_size=8 ...`")

@@ -13,7 +13,7 @@ from oneshot.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, W
 from oneshot.algorithms.binary_gates import (
     binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths)
 from oneshot.algorithms.sampling import step_generator
-from oneshot.cost_table import expected_cost, load_cost_table
+from oneshot.cost_table import CostTable, check_input_shape, expected_cost, load_cost_table
 from oneshot.errors import ConfigError
 from supernets.cost import candidate_costs, mflops
 from supernets.mixed import SparseRow
@@ -101,8 +101,10 @@ class ProxylessSearch(OneShotSearch):
         self.sizes = [len(self.arch.candidates[label]) for label in self.labels]
         self.offsets = torch.tensor([0, *self.sizes[:-1]]).cumsum(0)
         self.costs: dict[str, torch.Tensor] | None = None
+        self.unchecked_table: CostTable | None = None  # its image shape is checked on the first batch
         if latency.table is not None:
-            self.costs = load_cost_table(latency.table).cost_vectors(self.arch.candidates)
+            self.unchecked_table = load_cost_table(latency.table)
+            self.costs = self.unchecked_table.cost_vectors(self.arch.candidates)
 
     # -- architectures ----------------------------------------------------------------------
     def _flat_alpha(self) -> torch.Tensor:
@@ -137,7 +139,10 @@ class ProxylessSearch(OneShotSearch):
     # -- the architecture step --------------------------------------------------------------
     def cost_vectors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per choice point, the cost of each candidate: the table's, or FLOPs at ``x``'s shape
-        (computed once)."""
+        (computed once). A table measured at another image shape than ``x``'s is refused."""
+        if self.unchecked_table is not None:
+            check_input_shape(self.unchecked_table, self.latency.table, tuple(x.shape[1:]))
+            self.unchecked_table = None
         if self.costs is None:
             table = candidate_costs(self.supernet, (1, *x.shape[1:]), mflops)
             self.costs = {label: torch.tensor([table[label][name] for name in names])

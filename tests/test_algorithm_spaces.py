@@ -1,0 +1,91 @@
+"""Which algorithm searches which space: one declaration (the algorithm registry), the README's
+table, the CLI's refusal of other pairs, and a tiny search of every declared pair."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_SEARCH, compose_search
+from oneshot.algorithms import list_algorithms, shipped_spaces, supported_spaces
+from oneshot.errors import ConfigError
+from oneshot.train import train
+from supernets.genotype_file import load_genotype_file
+from supernets.spaces import get_space, list_spaces
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+DECLARED = [(a, s) for a in list_algorithms() for s in supported_spaces(a)]
+REFUSED = [(a, s) for a in list_algorithms() for s in shipped_spaces() if (a, s) not in DECLARED]
+
+NO_SPACE = tuple(o for o in TINY_SEARCH if not o.startswith("space."))
+SPACE_TINY = {
+    "darts": ("space=darts", "space.channels=4", "space.layers=3"),
+    "nb201": ("space=nb201", "space.channels=4", "space.layers=1"),
+    "proxyless": ("space=proxyless", "space.stem_channels=4", "space.first_channels=4",
+                  "space.widths=[4,8]", "space.depths=[2,2]", "space.strides=[1,2]",
+                  "space.head_channels=8"),
+}
+ALGORITHM_TINY = {
+    "enas": ("algorithm.controller_steps=2", "algorithm.derive_samples=2",
+             "algorithm.controller.hidden_size=8"),
+    "spos": ("algorithm.search.population=2", "algorithm.search.sample_size=1",
+             "algorithm.search.cycles=3", "algorithm.search.calib_batches=1",
+             "algorithm.search.eval_batches=1"),
+}
+
+
+def readme_algorithm_spaces() -> dict[str, set[str]]:
+    """``algorithm -> spaces`` as the README's algorithm table lists them."""
+    table = README.read_text(encoding="utf-8").split("| `algorithm=` |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|") for line in table.splitlines()[2:]]
+    return {re.fullmatch(r"\s*`(\w+)`\s*", row[1]).group(1): {s.strip() for s in row[3].split(",")}
+            for row in rows}
+
+
+def test_readme_table_is_the_declaration() -> None:
+    assert readme_algorithm_spaces() == {a: set(supported_spaces(a)) for a in list_algorithms()}
+
+
+def test_every_shipped_space_is_declared_by_some_algorithm() -> None:
+    assert shipped_spaces() == list_spaces()
+
+
+@pytest.mark.parametrize("algorithm, space", REFUSED)
+def test_undeclared_pair_is_refused_before_any_data(tmp_path, algorithm: str, space: str) -> None:
+    # task.root does not exist: the refusal must come before the data is looked for
+    cfg = compose_search(f"run_dir={tmp_path / 'run'}", f"algorithm={algorithm}", *SPACE_TINY[space],
+                         "task=cifar10", f"task.root={tmp_path / 'no-data'}", "task.download=false",
+                         base=[o for o in NO_SPACE if not o.startswith("task")])
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    others = ", ".join(a for a in list_algorithms() if space in supported_spaces(a))
+    assert str(info.value) == (
+        f"algorithm '{algorithm}' does not support space '{space}'; supported spaces: "
+        f"{', '.join(supported_spaces(algorithm))} (for space={space} choose algorithm= one of: "
+        f"{others})")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "no-data").exists()
+
+
+def test_cli_refuses_enas_on_nb201_in_one_line(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "oneshot.train", "algorithm=enas", "space=nb201",
+                             "task=synthetic", f"hydra.run.dir={tmp_path / 'run'}"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: algorithm 'enas' does not support space 'nb201'; "
+                                    "supported spaces: darts, proxyless")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("algorithm, space", DECLARED)
+def test_every_declared_pair_searches(tmp_path, algorithm: str, space: str) -> None:
+    result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *SPACE_TINY[space],
+                                  *ALGORITHM_TINY.get(algorithm, ()), "trainer.max_epochs=1",
+                                  "trainer.limit_train_batches=1", base=NO_SPACE))
+    document = load_genotype_file(tmp_path / "genotype.json")
+    assert document.space == space and document.meta["algorithm"] == algorithm
+    assert get_space(space).genotype_from_dict(document.genotype) == result["genotype"]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
