@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +17,7 @@ from oneshot.genotypes import LoadedGenotype, load_genotype
 from oneshot.render import GraphvizMissingError, cell_graphs, save_alpha_plots, write_diagrams
 from oneshot.files import write_atomic
 from oneshot.render.drawing import DIAGRAM_FORMATS
-from supernets.genotype_file import save_genotype_file
+from supernets.genotype_file import genotype_file_text, save_genotype_file
 
 TEXT_FORMATS = ("json", "darts")
 ONE_LINE_FORMATS = ("darts", "text")  # the space's text form; "darts" is its name in the DARTS space
@@ -27,9 +26,10 @@ TEXT_FILES = {"json": "genotype.json", "darts": "genotype.txt", "text": "genotyp
 
 
 def genotype_json(loaded: LoadedGenotype) -> str:
-    """The genotype file document (space, genotype, meta) as indented JSON."""
-    return json.dumps({"space": loaded.space, "genotype": loaded.genotype.to_dict(),
-                       "meta": loaded.meta}, indent=2)
+    """Exactly the genotype file (``format_version``, space, genotype, meta), without the final
+    newline: ``--format json > g.json`` writes a file that ``oneshot.retrain`` reads back."""
+    return genotype_file_text(space=loaded.space, genotype=loaded.genotype.to_dict(),
+                              meta=loaded.meta).rstrip("\n")
 
 
 def render(loaded: LoadedGenotype, formats: Sequence[str]) -> str:

@@ -29,24 +29,34 @@ class GenotypeFile:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def save_genotype_file(path: str | os.PathLike[str], *, space: str, genotype: Mapping[str, Any],
-                       meta: Mapping[str, Any] | None = None) -> None:
-    """Write a genotype file atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
+def genotype_file_text(*, space: str, genotype: Mapping[str, Any],
+                       meta: Mapping[str, Any] | None = None, what: str = "the genotype") -> str:
+    """The genotype file's exact text (indented JSON and a final newline), as
+    :func:`save_genotype_file` writes it and :func:`load_genotype_file` reads it.
+
+    ``what`` names the output in error messages (e.g. ``"'genotype.json'"``).
+    """
     if not isinstance(space, str) or not space:
         raise GenotypeError(
-            f"cannot save '{path}': space must be a non-empty string, got {space!r}")
+            f"cannot save {what}: space must be a non-empty string, got {space!r}")
     if not isinstance(genotype, Mapping) or not isinstance(meta, (Mapping, type(None))):
-        raise GenotypeError(f"cannot save '{path}': genotype and meta must be dicts "
+        raise GenotypeError(f"cannot save {what}: genotype and meta must be dicts "
                             "(e.g. DartsGenotype.to_dict()), got "
                             f"{type(genotype).__name__} and {type(meta).__name__}")
     document = {"format_version": FORMAT_VERSION, "space": space,
                 "genotype": dict(genotype), "meta": dict(meta or {})}
     try:
-        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+        return json.dumps(document, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as err:
         raise GenotypeError(
-            f"cannot save '{path}': genotype and meta must hold only JSON values ({err})") from err
+            f"cannot save {what}: genotype and meta must hold only JSON values ({err})") from err
+
+
+def save_genotype_file(path: str | os.PathLike[str], *, space: str, genotype: Mapping[str, Any],
+                       meta: Mapping[str, Any] | None = None) -> None:
+    """Write a genotype file atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    text = genotype_file_text(space=space, genotype=genotype, meta=meta, what=f"'{path}'")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -61,6 +61,19 @@ def test_epoch_file_with_format_json(search_run, capsys) -> None:
     assert document["meta"]["epoch"] == 0
 
 
+def test_printed_json_is_the_genotype_file_and_loads_back(search_run, tmp_path, capsys) -> None:
+    path = search_run["run_dir"] / "genotypes" / "epoch_000.json"
+    code, out, _ = _export(capsys, path, "--format", "json")
+    assert code == 0 and out == path.read_text(encoding="utf-8")  # byte for byte, as `> g.json`
+    code, out, _ = _export(capsys, "DARTS_V2", "--format", "json")
+    printed = tmp_path / "g.json"
+    printed.write_text(out, encoding="utf-8")
+    assert code == 0 and json.loads(out)["format_version"] == 1
+    assert load_genotype_file(printed).genotype == get_published("DARTS_V2")[0].to_dict()
+    loaded = load_genotype(printed)  # what `oneshot.retrain genotype=g.json` reads
+    assert loaded.space == "darts" and loaded.genotype == get_published("DARTS_V2")[0]
+
+
 def test_published_name_with_format_darts(capsys) -> None:
     code, out, _ = _export(capsys, "DARTS_V2", "--format", "darts")
     assert code == 0
