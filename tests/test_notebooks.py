@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -70,12 +71,23 @@ def test_quickstart_runs(run_notebook) -> None:
 
 
 def test_own_search_space_runs(run_notebook) -> None:
+    from oneshot.render import dot_available
+
     text, shown = _outputs(run_notebook("own_search_space.ipynb"))
+    labels = ["cell/op_1", "cell/op_2", "cell/op_3", "cell/input_2", "cell/input_3"]
+    assert "torch.Size([2, 4, 4, 4])" in text  # the new operation at stride 2
+    assert "cell/input_3  ['0', '1', '2']" in text
+    assert ("cell/op_1=skip_connect cell/op_2=skip_connect cell/op_3=skip_connect "
+            "cell/input_2=0 cell/input_3=0") in text  # check_space's genotype of uniform weights
+    assert "name: notebook_cell\nchannels: 4\ncells: 2\n" in text
     runs = run_notebook.work / "runs" / "own-space"
     for algorithm in ("darts", "gdas"):
         document = json.loads((runs / algorithm / "genotype.json").read_text())
-        assert document["space"] == "tricell" and document["meta"]["algorithm"] == algorithm
-        assert len(document["genotype"]["ops"]) == 3
-        assert len(list((runs / algorithm / "diagrams").glob("epoch_*_cell.*"))) == 2
-        assert f"{algorithm}: 1<-0:" in text
-    assert shown.count("image/png") >= 2  # one alpha-evolution figure per search
+        assert document["space"] == "notebook_cell" and document["meta"]["algorithm"] == algorithm
+        assert list(document["genotype"]["choices"]) == labels
+        assert len(list((runs / algorithm / "diagrams").glob("epoch_*_choices.*"))) == 2
+        assert f"{algorithm}: cell/op_1=" in text
+    assert shown.count("image/svg+xml" if dot_available() else "text/markdown") == 2
+    assert "choice modules left: none" in text and "logits: (2, 10)" in text
+    sizes = re.search(r"parameters: supernet ([\d,]+), fixed network ([\d,]+)", text)
+    assert sizes and int(sizes[2].replace(",", "")) < int(sizes[1].replace(",", ""))
