@@ -26,7 +26,8 @@ from oneshot.genotypes import load_genotype
 from oneshot.train import train
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
-from supernets.decisions import flat_decisions, sampled_arch, sampled_genotype, sampling_decisions
+from supernets import OpChoice, Supernet
+from supernets.decisions import flat_decisions
 from supernets.proxyless.genotype import ProxylessGenotype
 from supernets.spaces import create_network
 from tasks import load_task
@@ -36,47 +37,52 @@ ENAS = ("algorithm=enas", "algorithm.controller_steps=6", "algorithm.derive_samp
 SKIP = "skip_connect"
 
 
-class _FlatSupernet(nn.Module):
-    """A space with choice points only: ``block_k`` scales its input by the chosen factor."""
+class _Scale(nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.factor * x
+
+
+class _FlatSupernet(Supernet):
+    """A space with one operation choice per block and the default decisions (one per label)."""
 
     factors = {"block_0": (1.0, 2.0, 3.0), "block_1": (0.5, 1.0)}
 
-    def __init__(self) -> None:
+    def __init__(self, *, num_classes: int = 10) -> None:
         super().__init__()
-        self.classifier = nn.Linear(3, 10)
+        self.blocks = nn.ModuleList(
+            OpChoice(label, {f"x{f}": _Scale(f) for f in factors})
+            for label, factors in self.factors.items())
+        self.classifier = nn.Linear(3, num_classes)
 
-    def choice_points(self) -> dict[str, list[str]]:
-        return {label: [f"x{f}" for f in factors] for label, factors in self.factors.items()}
-
-    def derive(self, weights):
-        return {label: int(row.argmax()) for label, row in weights.items()}
-
-    def forward(self, x, arch):
-        for label, factors in self.factors.items():
-            (index,) = arch[label].active
-            x = x * factors[index]
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
         return self.classifier(x.mean(dim=(2, 3)))
 
 
 def _darts_controller() -> tuple[DartsSupernet, Controller]:
     torch.manual_seed(0)
     supernet = DartsSupernet(channels=4, layers=3)
-    return supernet, Controller(sampling_decisions(supernet), hidden_size=16)
+    return supernet, Controller(supernet.sampling_decisions(), hidden_size=16)
 
 
-@pytest.mark.parametrize("space", ["darts", "fallback"])
+@pytest.mark.parametrize("space", ["darts", "one_decision_per_label"])
 def test_samples_are_valid_architectures_with_matching_log_probs(space: str) -> None:
     if space == "darts":
         supernet, controller = _darts_controller()
     else:
         supernet = _FlatSupernet()
-        controller = Controller(sampling_decisions(supernet), hidden_size=8)
-    decisions = flat_decisions(sampling_decisions(supernet))
+        controller = Controller(supernet.sampling_decisions(), hidden_size=8)
+    decisions = flat_decisions(supernet.sampling_decisions())
     for step in range(3):
         sample = controller.sample(step_generator(0, step, CONTROLLER_STREAM))
         assert list(sample.choices) == [d.label for d in decisions]
         assert all(0 <= sample.choices[d.label] < len(d.candidates) for d in decisions)
-        genotype = sampled_genotype(supernet, sample.choices)  # validated on construction
+        genotype = supernet.sampled_genotype(sample.choices)  # validated on construction
         if space == "darts":
             assert DartsGenotype.from_dict(genotype.to_dict()) == genotype
         manual = sum(torch.log(sample.probs[label][index])
@@ -145,7 +151,7 @@ def test_fixed_reward_for_one_op_raises_its_probability_and_derive_keeps_the_bes
         datamodule, tmp_path) -> None:
     module = _module(controller_steps=40, derive_samples=8,
                      controller=ControllerConfig(hidden_size=16, lr=0.01))
-    ops = sampling_decisions(module.supernet)[0].ops
+    ops = module.supernet.sampling_decisions()[0].ops
     before = _mean_skip_probability(module.controller, ops)
     # The reward is the share of skip_connect among the sampled operations.
     module.accuracy = lambda batch, choices: torch.tensor(
@@ -160,7 +166,7 @@ def test_fixed_reward_for_one_op_raises_its_probability_and_derive_keeps_the_bes
              for _ in range(8)]
     assert module.derived_choices in drawn
     assert _skip_fraction(module.derived_choices, ops) == max(_skip_fraction(c, ops) for c in drawn)
-    assert module.genotype() == sampled_genotype(module.supernet, module.derived_choices)
+    assert module.genotype() == module.supernet.sampled_genotype(module.derived_choices)
 
 
 def test_weight_step_runs_only_the_sampled_ops(datamodule, tmp_path) -> None:
@@ -179,10 +185,9 @@ def test_weight_step_runs_only_the_sampled_ops(datamodule, tmp_path) -> None:
     recorder = StopAfterTrainingStep()
     _fit(module, datamodule, tmp_path, callbacks=[recorder])
     choices = initial.sample(step_generator(0, 0, WEIGHT_STREAM)).choices
-    arch = sampled_arch(module.supernet, choices)
+    arch = module.supernet.sampled_arch(choices)
     expected = {(c, k, edge.candidates[i]) for c, cell in enumerate(module.supernet.cells)
-                for k, (edge, label) in enumerate(zip(cell.edges, cell.labels))
-                for i in arch[label].active}
+                for k, edge in enumerate(cell.edges) for i in arch[edge.label].active}
     assert recorder.ran == expected
     assert len(expected) < sum(len(cell.edges) * 7 for cell in module.supernet.cells) / 3
 
@@ -191,7 +196,7 @@ def test_batch_statistics_leave_running_statistics_untouched() -> None:
     supernet = DartsSupernet(channels=4, layers=3).eval()
     state = copy.deepcopy(supernet.state_dict())
     _, controller = _darts_controller()
-    arch = sampled_arch(supernet, controller.greedy().choices)
+    arch = supernet.sampled_arch(controller.greedy().choices)
     with batch_statistics(supernet):
         supernet(torch.randn(4, 3, 8, 8), arch)
         assert all(m.training for m in supernet.modules() if isinstance(m, nn.BatchNorm2d))
@@ -229,7 +234,7 @@ def test_search_writes_a_genotype_retrain_accepts(enas_run) -> None:
     checkpoint = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
     derived = checkpoint["enas"]["derived_choices"]
     supernet = DartsSupernet(channels=4, layers=3)
-    assert sampled_genotype(supernet, derived) == loaded.genotype
+    assert supernet.sampled_genotype(derived) == loaded.genotype
     assert checkpoint["oneshot"]["genotype"] == loaded.genotype.to_dict()
     assert sorted(p.name for p in (run_dir / "genotypes").iterdir()) == [
         "epoch_000.json", "epoch_001.json"]
@@ -256,7 +261,7 @@ def test_tensorboard_controller_tags(enas_run) -> None:
     scalars = set(events.Tags()["scalars"])
     for name in ("reward", "accuracy", "baseline", "entropy", "loss", "best_accuracy"):
         assert [e.step for e in events.Scalars(f"controller/{name}")] == [0, 1]
-    decisions = flat_decisions(sampling_decisions(DartsSupernet(channels=4, layers=3)))
+    decisions = flat_decisions(DartsSupernet(channels=4, layers=3).sampling_decisions())
     expected = {f"controller/{d.label}/{name}" for d in decisions for name in d.candidates}
     assert expected <= scalars
     first = decisions[2]  # normal/node_0/op_0

@@ -15,7 +15,7 @@ from oneshot.search_strategies import aging_evolution, mutate, random_search, un
 from oneshot.search_strategies.scoring import preserved_batchnorm, recalibrate_batchnorm
 from oneshot.train import train
 from supernets.darts.search import DartsSupernet
-from supernets.decisions import Choice, sampled_arch, sampled_genotype
+from supernets.decisions import Choice
 from supernets.genotype_file import load_genotype_file
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.search import Nb201Supernet
@@ -115,12 +115,12 @@ def test_spos_trains_only_the_sampled_path_and_has_no_alphas() -> None:
     assert not hasattr(module, "arch") and module.architecture_optimizer() is None
     choices = module.sample(3, WEIGHT_STREAM)
     counts = _calls(module.supernet.cells[0])
-    module.supernet(torch.randn(2, 3, 8, 8), sampled_arch(module.supernet, choices))
+    module.supernet(torch.randn(2, 3, 8, 8), module.supernet.sampled_arch(choices))
     for e, label in enumerate(choices):
         expected = [0] * 5
         expected[choices[label]] = 1  # a sampled 'none' gives its zeros
         assert counts[e] == expected
-    genotype = sampled_genotype(module.supernet, choices)
+    genotype = module.supernet.sampled_genotype(choices)
     assert genotype == Nb201Genotype(tuple(module.supernet.candidates[i] for i in choices.values()))
 
 
@@ -128,8 +128,8 @@ def test_spos_on_darts_runs_two_operations_per_node() -> None:
     module = create_algorithm("spos", DartsSupernet(channels=4, layers=3), num_classes=10, cfg={})
     counts = _calls(module.supernet.cells[0])
     choices = module.sample(0, 0)
-    module.supernet(torch.randn(2, 3, 8, 8), sampled_arch(module.supernet, choices))
-    normal = sampled_genotype(module.supernet, choices).normal
+    module.supernet(torch.randn(2, 3, 8, 8), module.supernet.sampled_arch(choices))
+    normal = module.supernet.sampled_genotype(choices).normal
     pairs = sum(len(set(normal[t:t + 2])) for t in range(0, 8, 2))  # a pair picked twice runs once
     assert sum(map(sum, counts)) == pairs >= 4  # every other edge and candidate is skipped
 
@@ -152,7 +152,7 @@ def test_end_to_end_spos(tmp_path, space: str, strategy: str) -> None:
     searched = checkpoint["spos"]["searched"]
     supernet = Nb201Supernet(channels=4, layers=1) if space == "nb201" else \
         DartsSupernet(channels=4, layers=3)
-    assert sampled_genotype(supernet, searched).to_dict() == document.genotype
+    assert supernet.sampled_genotype(searched).to_dict() == document.genotype
     assert checkpoint["oneshot"]["genotype"] == document.genotype  # saved after the search
     assert checkpoint["global_step"] == 4  # 2 epochs x 2 weight steps, no architecture step
     events = EventAccumulator(str(tmp_path / "tensorboard"))
