@@ -1,5 +1,6 @@
-"""Which algorithm searches which space: one declaration (the algorithm registry), the README's
-table, the CLI's refusal of other pairs, and a tiny search of every declared pair."""
+"""Contract tests from the registries: which algorithm searches which space (one declaration, the
+algorithm registry; the README's table; the CLI's refusal of other pairs), every registered space
+through ``check_space``, and every declared pair searched, derived and retrained one step."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from conftest import TINY_SEARCH, compose_search
 from oneshot.algorithms import list_algorithms, shipped_spaces, supported_spaces
 from oneshot.errors import ConfigError
+from oneshot.retrain import retrain
 from oneshot.train import train
+from supernets import check_space
 from supernets.genotype_file import load_genotype_file
 from supernets.spaces import get_space, list_spaces
 
@@ -29,6 +32,8 @@ SPACE_TINY = {
                   "space.widths=[4,8]", "space.depths=[2,2]", "space.strides=[1,2]",
                   "space.head_channels=8"),
 }
+NETWORK_TINY = {"darts": {"channels": 4, "layers": 3, "auxiliary": False},
+                "nb201": {"channels": 4, "layers": 1}}
 ALGORITHM_TINY = {
     "enas": ("algorithm.controller_steps=2", "algorithm.derive_samples=2",
              "algorithm.controller.hidden_size=8"),
@@ -80,8 +85,27 @@ def test_cli_refuses_enas_on_nb201_in_one_line(tmp_path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def _space_options(space: str) -> dict[str, object]:
+    """The tiny options of a shipped space, else the registered space's quick sizes."""
+    if space not in SPACE_TINY:
+        return dict(get_space(space).supernet.quick_options)
+    options = {}
+    for override in SPACE_TINY[space][1:]:
+        key, value = override.split("=")
+        options[key.split(".")[1]] = [int(v) for v in value.strip("[]").split(",")] \
+            if value.startswith("[") else int(value)
+    return options
+
+
+@pytest.mark.parametrize("space", list_spaces())
+def test_every_registered_space_passes_check_space(space: str) -> None:
+    genotype = check_space(space, options=_space_options(space),
+                           network_options=NETWORK_TINY.get(space), input_size=(2, 3, 8, 8))
+    assert get_space(space).genotype_from_dict(genotype.to_dict()) == genotype
+
+
 @pytest.mark.parametrize("algorithm, space", DECLARED)
-def test_every_declared_pair_searches(tmp_path, algorithm: str, space: str) -> None:
+def test_every_declared_pair_searches_and_retrains(tmp_path, algorithm: str, space: str) -> None:
     result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *SPACE_TINY[space],
                                   *ALGORITHM_TINY.get(algorithm, ()), "trainer.max_epochs=1",
                                   "trainer.limit_train_batches=1", base=NO_SPACE))
@@ -89,3 +113,19 @@ def test_every_declared_pair_searches(tmp_path, algorithm: str, space: str) -> N
     assert document.space == space and document.meta["algorithm"] == algorithm
     assert get_space(space).genotype_from_dict(document.genotype) == result["genotype"]
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    metrics = retrain(_compose_retrain(
+        f"genotype={tmp_path}", f"run_dir={tmp_path / 'retrain'}",
+        *(f"network.{k}={str(v).lower()}" for k, v in NETWORK_TINY.get(space, {}).items())))
+    assert metrics["space"] == space and metrics["genotype"] == str(result["genotype"])
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and metrics["params"] > 0
+
+
+def _compose_retrain(*overrides: str):
+    from hydra import compose, initialize_config_module
+
+    tiny = ["task=synthetic", "task.num_train=32", "task.num_test=16", "task.image_size=8",
+            "data.batch_size=8", "data.eval_batch_size=16", "trainer.accelerator=cpu",
+            "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+            "trainer.enable_progress_bar=false"]
+    with initialize_config_module(config_module="oneshot.conf.retrain", version_base="1.3"):
+        return compose("retrain", overrides=[*tiny, *overrides])
