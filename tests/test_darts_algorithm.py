@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from oneshot.algorithms import ArchOptimizerConfig, create_algorithm, list_algorithms
+from oneshot.algorithms import create_algorithm, list_algorithms
 from oneshot.algorithms.darts import DartsSearch
 from oneshot.architecture import ArchitectureParameters
 from oneshot.datamodule import SearchDataModule
@@ -25,9 +25,10 @@ def datamodule() -> SearchDataModule:
     return SearchDataModule(dataset, batch_size=8, seed=0, eval_batch_size=16)
 
 
-def _search(**kwargs) -> DartsSearch:
+def _search(**options) -> DartsSearch:
     torch.manual_seed(0)
-    return DartsSearch(DartsSupernet(channels=4, layers=3), num_classes=10, **kwargs)
+    return create_algorithm("darts", DartsSupernet(channels=4, layers=3), num_classes=10,
+                            cfg=options)
 
 
 class BatchRecorder(pl.Callback):
@@ -65,7 +66,7 @@ def test_first_order_step_changes_alphas_and_weights(datamodule, tmp_path) -> No
 
 def test_weight_step_leaves_alphas_and_alpha_grads_come_from_val_half(datamodule,
                                                                       tmp_path) -> None:
-    module = _search(arch_optimizer=ArchOptimizerConfig(lr=0.0))
+    module = _search(arch_optimizer={"lr": 0.0})
     recorder = BatchRecorder()
     alphas, weights = _snapshot(module.arch.parameters()), _snapshot(module.supernet.parameters())
     _one_step(module, datamodule, tmp_path, recorder)

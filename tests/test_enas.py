@@ -17,7 +17,7 @@ from conftest import TINY_SEARCH, compose_search
 from oneshot.algorithms import create_algorithm
 from oneshot.algorithms.controller import Controller
 from oneshot.algorithms.enas import (CONTROLLER_STREAM, DERIVE_STREAM, WEIGHT_STREAM,
-                                     ControllerConfig, EnasSearch, batch_statistics)
+                                     EnasSearch, batch_statistics)
 from oneshot.algorithms.sampling import step_generator
 from oneshot.checkpointing import load_checkpoint_file
 from oneshot.datamodule import SearchDataModule
@@ -67,7 +67,8 @@ class _FlatSupernet(Supernet):
 def _darts_controller() -> tuple[DartsSupernet, Controller]:
     torch.manual_seed(0)
     supernet = DartsSupernet(channels=4, layers=3)
-    return supernet, Controller(supernet.sampling_decisions(), hidden_size=16)
+    return supernet, Controller(supernet.sampling_decisions(), hidden_size=16, temperature=5.0,
+                                tanh_constant=2.5)
 
 
 @pytest.mark.parametrize("space", ["darts", "one_decision_per_label"])
@@ -76,7 +77,8 @@ def test_samples_are_valid_architectures_with_matching_log_probs(space: str) -> 
         supernet, controller = _darts_controller()
     else:
         supernet = _FlatSupernet()
-        controller = Controller(supernet.sampling_decisions(), hidden_size=8)
+        controller = Controller(supernet.sampling_decisions(), hidden_size=8, temperature=5.0,
+                                tanh_constant=2.5)
     decisions = flat_decisions(supernet.sampling_decisions())
     for step in range(3):
         sample = controller.sample(step_generator(0, step, CONTROLLER_STREAM))
@@ -117,9 +119,9 @@ def datamodule() -> SearchDataModule:
 
 def _module(**options) -> EnasSearch:
     torch.manual_seed(0)
-    controller = options.pop("controller", ControllerConfig(hidden_size=16))
-    return EnasSearch(DartsSupernet(channels=4, layers=3), num_classes=10, controller=controller,
-                      **options)
+    controller = {"hidden_size": 16, **options.pop("controller", {})}
+    return create_algorithm("enas", DartsSupernet(channels=4, layers=3), num_classes=10,
+                            cfg={**options, "controller": controller})
 
 
 def _fit(module: EnasSearch, datamodule: SearchDataModule, tmp_path: Path, *,
@@ -150,7 +152,7 @@ def _mean_skip_probability(controller: Controller, ops: tuple[str, ...]) -> floa
 def test_fixed_reward_for_one_op_raises_its_probability_and_derive_keeps_the_best(
         datamodule, tmp_path) -> None:
     module = _module(controller_steps=40, derive_samples=8,
-                     controller=ControllerConfig(hidden_size=16, lr=0.01))
+                     controller={"lr": 0.01})
     ops = module.supernet.sampling_decisions()[0].ops
     before = _mean_skip_probability(module.controller, ops)
     # The reward is the share of skip_connect among the sampled operations.

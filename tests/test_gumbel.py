@@ -8,8 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import compose_search
 from oneshot.algorithms import create_algorithm, supported_spaces
-from oneshot.algorithms.gumbel import (GdasSearch, SnasSearch, gumbel_softmax, straight_through,
-                                       temperature)
+from oneshot.algorithms.gumbel import gumbel_softmax, straight_through, temperature
 from oneshot.algorithms.sampling import step_generator
 from oneshot.errors import ConfigError
 from oneshot.train import train
@@ -60,12 +59,12 @@ def test_samples_depend_only_on_seed_and_step() -> None:
 
 
 def test_temperature_schedules() -> None:
-    linear = [temperature(e, 5, tau_max=10, tau_min=0.1) for e in range(5)]
+    linear = [temperature(e, 5, tau_max=10, tau_min=0.1, schedule="linear") for e in range(5)]
     assert linear == pytest.approx([10.0, 7.525, 5.05, 2.575, 0.1])
     geometric = [temperature(e, 3, tau_max=10, tau_min=0.1, schedule="exponential")
                  for e in range(3)]
     assert geometric == pytest.approx([10.0, 1.0, 0.1])
-    assert temperature(0, 1, tau_max=10, tau_min=0.1) == 10.0
+    assert temperature(0, 1, tau_max=10, tau_min=0.1, schedule="linear") == 10.0
 
 
 @pytest.mark.parametrize("options, message", [
@@ -91,7 +90,7 @@ def _calls(net: Nb201Supernet) -> list[list[int]]:
 
 def test_gdas_runs_only_the_sampled_candidate_and_snas_runs_all() -> None:
     net = Nb201Supernet(channels=2, layers=1)
-    gdas = GdasSearch(net, num_classes=10)
+    gdas = create_algorithm("gdas", net, num_classes=10, cfg={})
     counts = _calls(net)
     rows = gdas.sample(0)
     net(torch.randn(2, 3, 8, 8), rows)
@@ -100,7 +99,7 @@ def test_gdas_runs_only_the_sampled_candidate_and_snas_runs_all() -> None:
         expected = [0] * 5
         expected[index] = 1  # a sampled 'none' gives its zeros
         assert counts[e] == expected
-    snas = SnasSearch(Nb201Supernet(channels=2, layers=1), num_classes=10)
+    snas = create_algorithm("snas", Nb201Supernet(channels=2, layers=1), num_classes=10, cfg={})
     counts = _calls(snas.supernet)
     rows = snas.sample(0)
     assert all(torch.allclose(row.sum(), torch.tensor(1.0)) for row in rows.values())
@@ -109,7 +108,7 @@ def test_gdas_runs_only_the_sampled_candidate_and_snas_runs_all() -> None:
 
 
 def test_eval_architecture_is_the_argmax_path() -> None:
-    gdas = GdasSearch(Nb201Supernet(channels=2, layers=1), num_classes=10)
+    gdas = create_algorithm("gdas", Nb201Supernet(channels=2, layers=1), num_classes=10, cfg={})
     with torch.no_grad():
         for k, alpha in enumerate(gdas.arch.parameters_list()):
             alpha[k % 5] = 1.0

@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_SEARCH, compose_search
-from oneshot.algorithms import create_algorithm
+from oneshot.algorithms import algorithm_defaults, create_algorithm
 from oneshot.algorithms.binary_gates import (
     binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths)
 from oneshot.algorithms.sampling import step_generator
@@ -42,8 +42,13 @@ def _supernet(**options: object) -> ProxylessSupernet:
 
 
 def _search(supernet: torch.nn.Module | None = None, **latency: object) -> ProxylessSearch:
-    return ProxylessSearch(supernet or _supernet(), num_classes=3, seed=7,
-                           latency=LatencyConfig(**latency))
+    return create_algorithm("proxyless", supernet or _supernet(), num_classes=3,
+                            cfg={"seed": 7, "latency": latency})
+
+
+def _latency(**options: object) -> LatencyConfig:
+    """The default latency options with ``options`` on top."""
+    return LatencyConfig(**{**algorithm_defaults("proxyless")["latency"], **options})
 
 
 def _batch(n: int = 4, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -392,11 +397,11 @@ def _compose_retrain(overrides: list[str]):
 
 def test_latency_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="target_ms needs algorithm.latency.table"):
-        LatencyConfig(target_ms=10.0)
+        _latency(target_ms=10.0)
     with pytest.raises(ConfigError, match="mul_log needs a target above 1"):
-        LatencyConfig(target_mflops=0.5, form="mul_log")
+        _latency(target_mflops=0.5, form="mul_log")
     with pytest.raises(ConfigError, match="unknown algorithm.latency.form 'mul'"):
-        LatencyConfig(form="mul")
+        _latency(form="mul")
     with pytest.raises(ConfigError, match="bad option for algorithm 'proxyless'"):
         create_algorithm("proxyless", _supernet(), num_classes=3, cfg={"latency": {"lambda": 1}})
 

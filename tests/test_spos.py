@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from conftest import compose_search
-from oneshot.algorithms import create_algorithm
+from oneshot.algorithms import algorithm_defaults, create_algorithm
 from oneshot.algorithms.spos import WEIGHT_STREAM, SearchConfig
 from oneshot.errors import ConfigError
 from oneshot.search_strategies import aging_evolution, mutate, random_search, uniform_architecture
@@ -98,7 +98,7 @@ def test_batchnorm_recalibration_is_the_exact_average_and_is_undone() -> None:
 ])
 def test_bad_search_options_are_config_errors(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        SearchConfig(**options)
+        SearchConfig(**{**algorithm_defaults("spos")["search"], **options})
 
 
 def _calls(cell: nn.Module) -> list[list[int]]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Callable, Mapping
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
@@ -12,58 +13,27 @@ from torch import nn
 from oneshot.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
 from oneshot.algorithms.darts import DartsSearch
 from oneshot.algorithms.enas import ControllerConfig, EnasSearch
-from oneshot.algorithms.gumbel import GdasSearch, GumbelSearch, SnasSearch
-from oneshot.algorithms.proxyless import PROXYLESS_ARCH_OPTIMIZER, LatencyConfig, ProxylessSearch
+from oneshot.algorithms.gumbel import GdasSearch, SnasSearch
+from oneshot.algorithms.proxyless import LatencyConfig, ProxylessSearch
 from oneshot.algorithms.spos import SearchConfig, SposSearch
 from oneshot.cost_table import check_measured_for, load_cost_table
 from oneshot.errors import ConfigError
 
 
-def _build_darts(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
-    return DartsSearch(
-        supernet, num_classes=num_classes, unrolled=bool(cfg.get("unrolled", False)),
-        weight_optimizer=WeightOptimizerConfig(**cfg.get("weight_optimizer", {})),
-        arch_optimizer=ArchOptimizerConfig(**cfg.get("arch_optimizer", {})),
-        alpha_init_std=float(cfg.get("alpha_init_std", 1e-3)))
+Builder = Callable[[nn.Module, int, dict[str, Any]], pl.LightningModule]
 
 
-def _build_proxyless(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
-    arch = {**asdict(PROXYLESS_ARCH_OPTIMIZER), **cfg.get("arch_optimizer", {})}
-    return ProxylessSearch(
-        supernet, num_classes=num_classes, seed=int(cfg.get("seed", 0)),
-        latency=LatencyConfig(**cfg.get("latency", {})),
-        weight_optimizer=WeightOptimizerConfig(**cfg.get("weight_optimizer", {})),
-        arch_optimizer=ArchOptimizerConfig(**arch),
-        alpha_init_std=float(cfg.get("alpha_init_std", 1e-3)))
-
-
-def _build_gumbel(search: type[GumbelSearch]) -> Callable[[nn.Module, int, dict[str, Any]],
-                                                          pl.LightningModule]:
+def _builder(module: type[pl.LightningModule], /, **nodes: type) -> Builder:
+    """Build ``module`` from every one of its options: each node named in ``nodes`` becomes
+    that config class, the other options are keyword arguments."""
     def build(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
         options = dict(cfg)
-        return search(
-            supernet, num_classes=num_classes,
-            weight_optimizer=WeightOptimizerConfig(**options.pop("weight_optimizer", {})),
-            arch_optimizer=ArchOptimizerConfig(**options.pop("arch_optimizer", {})), **options)
+        configs = {key: config(**options.pop(key)) for key, config in nodes.items()}
+        return module(supernet, num_classes=num_classes, **configs, **options)
     return build
 
 
-def _build_enas(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
-    options = dict(cfg)
-    return EnasSearch(
-        supernet, num_classes=num_classes,
-        controller=ControllerConfig(**options.pop("controller", {})),
-        weight_optimizer=WeightOptimizerConfig(**options.pop("weight_optimizer", {})), **options)
-
-
-def _build_spos(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
-    options = dict(cfg)
-    return SposSearch(
-        supernet, num_classes=num_classes, search=SearchConfig(**options.pop("search", {})),
-        weight_optimizer=WeightOptimizerConfig(**options.pop("weight_optimizer", {})), **options)
-
-
-Builder = Callable[[nn.Module, int, dict[str, Any]], pl.LightningModule]
+_OPTIMIZERS = {"weight_optimizer": WeightOptimizerConfig, "arch_optimizer": ArchOptimizerConfig}
 
 
 @dataclass(frozen=True)
@@ -75,12 +45,15 @@ class AlgorithmSpec:
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
-    "darts": AlgorithmSpec(_build_darts, ("darts", "nb201")),
-    "enas": AlgorithmSpec(_build_enas, ("darts", "proxyless")),
-    "gdas": AlgorithmSpec(_build_gumbel(GdasSearch), ("darts", "nb201")),
-    "snas": AlgorithmSpec(_build_gumbel(SnasSearch), ("darts", "nb201")),
-    "proxyless": AlgorithmSpec(_build_proxyless, ("proxyless", "darts")),
-    "spos": AlgorithmSpec(_build_spos, ("darts", "nb201")),
+    "darts": AlgorithmSpec(_builder(DartsSearch, **_OPTIMIZERS), ("darts", "nb201")),
+    "enas": AlgorithmSpec(_builder(EnasSearch, controller=ControllerConfig,
+                                   weight_optimizer=WeightOptimizerConfig), ("darts", "proxyless")),
+    "gdas": AlgorithmSpec(_builder(GdasSearch, **_OPTIMIZERS), ("darts", "nb201")),
+    "snas": AlgorithmSpec(_builder(SnasSearch, **_OPTIMIZERS), ("darts", "nb201")),
+    "proxyless": AlgorithmSpec(_builder(ProxylessSearch, latency=LatencyConfig, **_OPTIMIZERS),
+                               ("proxyless", "darts")),
+    "spos": AlgorithmSpec(_builder(SposSearch, search=SearchConfig,
+                                   weight_optimizer=WeightOptimizerConfig), ("darts", "nb201")),
 }
 
 
@@ -126,12 +99,42 @@ def check_search_setup(cfg: DictConfig) -> None:
         check_measured_for(load_cost_table(path), path, space=cfg.space.name, options=options)
 
 
-def create_algorithm(name: str, supernet: nn.Module, *, num_classes: int,
-                     cfg: dict[str, Any]) -> pl.LightningModule:
-    """Build algorithm ``name`` around ``supernet`` from its config node (without ``name``)."""
+def algorithm_defaults(name: str) -> dict[str, Any]:
+    """Every option of algorithm ``name`` (without ``name``) at its default.
+
+    The one place the defaults are declared is the algorithm's YAML file,
+    ``oneshot/conf/search/algorithm/<name>.yaml``, which the command line reads too; its
+    interpolations (``seed: ${seed}``) take the search config's (``train.yaml``) defaults.
+    """
     _check_known(name)
+    conf = resources.files("oneshot.conf.search")
+    root = OmegaConf.create((conf / "train.yaml").read_text(encoding="utf-8"))
+    node = (conf / "algorithm" / f"{name}.yaml").read_text(encoding="utf-8")
+    root.algorithm = OmegaConf.create(node)
+    options = OmegaConf.to_container(root.algorithm, resolve=True)
+    return {key: value for key, value in options.items() if key != "name"}
+
+
+def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` with ``given`` on top, nested nodes merged key by key."""
+    merged = dict(defaults)
+    for key, value in given.items():
+        base = merged.get(key)
+        both = isinstance(base, Mapping) and isinstance(value, Mapping)
+        merged[key] = _merged(base, value) if both else value
+    return merged
+
+
+def create_algorithm(name: str, supernet: nn.Module, *, num_classes: int,
+                     cfg: Mapping[str, Any]) -> pl.LightningModule:
+    """Build algorithm ``name`` around ``supernet`` from its config node (without ``name``).
+
+    Every option ``cfg`` leaves out (nested ones included) takes its default from
+    :func:`algorithm_defaults`, so ``cfg={}`` trains as the command line does by default.
+    """
+    options = _merged(algorithm_defaults(name), cfg)
     try:
-        return ALGORITHMS[name].build(supernet, num_classes, cfg)
+        return ALGORITHMS[name].build(supernet, num_classes, options)
     except TypeError as err:
         raise ConfigError(f"bad option for algorithm '{name}': {err}") from None
 

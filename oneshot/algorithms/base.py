@@ -20,22 +20,26 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class WeightOptimizerConfig:
-    """SGD with momentum on the supernet weights, cosine-annealed per epoch to ``lr_min``."""
+    """SGD with momentum on the supernet weights, cosine-annealed per epoch to ``lr_min``.
 
-    lr: float = 0.025
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    lr_min: float = 0.001
-    grad_clip: float = 5.0
+    The defaults, which differ between algorithms, are in each algorithm's YAML file
+    (:func:`oneshot.algorithms.algorithm_defaults`).
+    """
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    lr_min: float
+    grad_clip: float
 
 
 @dataclass(frozen=True)
 class ArchOptimizerConfig:
-    """Adam on the architecture parameters (alphas)."""
+    """Adam on the architecture parameters (alphas); its defaults are in the YAML files too."""
 
-    lr: float = 3e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = 1e-3
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
 
 
 class SupernetSearch(pl.LightningModule):
@@ -52,7 +56,7 @@ class SupernetSearch(pl.LightningModule):
     ddp_find_unused_parameters = False  # True where a step runs only part of the supernet
 
     def __init__(self, supernet: nn.Module, *, num_classes: int,
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
+                 weight_optimizer: WeightOptimizerConfig,
                  hparams: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -155,9 +159,8 @@ class OneShotSearch(SupernetSearch):
     """
 
     def __init__(self, supernet: nn.Module, *, num_classes: int,
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
-                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
-                 alpha_init_std: float = 1e-3, options: Mapping[str, Any] | None = None) -> None:
+                 weight_optimizer: WeightOptimizerConfig, arch_optimizer: ArchOptimizerConfig,
+                 alpha_init_std: float, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
                          hparams={"arch_optimizer": asdict(arch_optimizer),
                                   "alpha_init_std": alpha_init_std, **dict(options or {})})

@@ -40,8 +40,8 @@ class SampledArchitecture(NamedTuple):
 class Controller(nn.Module):
     """The policy over the architectures that ``decisions`` describe."""
 
-    def __init__(self, decisions: Sequence[Decision], *, hidden_size: int = 100,
-                 temperature: float | None = 5.0, tanh_constant: float | None = 2.5,
+    def __init__(self, decisions: Sequence[Decision], *, hidden_size: int,
+                 temperature: float | None, tanh_constant: float | None,
                  init_range: float = 0.1) -> None:
         super().__init__()
         if not decisions:

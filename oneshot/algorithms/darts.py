@@ -20,10 +20,9 @@ class DartsSearch(OneShotSearch):
 
     algorithm_name = "darts"
 
-    def __init__(self, supernet: nn.Module, *, num_classes: int, unrolled: bool = False,
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
-                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
-                 alpha_init_std: float = 1e-3) -> None:
+    def __init__(self, supernet: nn.Module, *, num_classes: int, unrolled: bool,
+                 weight_optimizer: WeightOptimizerConfig, arch_optimizer: ArchOptimizerConfig,
+                 alpha_init_std: float) -> None:
         super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
                          arch_optimizer=arch_optimizer, alpha_init_std=alpha_init_std,
                          options={"unrolled": unrolled})

@@ -45,14 +45,14 @@ WEIGHT_STREAM, CONTROLLER_STREAM, DERIVE_STREAM = 0, 1, 2
 class ControllerConfig:
     """The controller (Pham et al., 2018) and its Adam optimizer (the ENAS reference code's)."""
 
-    hidden_size: int = 100
-    temperature: float | None = 5.0
-    tanh_constant: float | None = 2.5
-    entropy_weight: float = 1e-4
-    baseline_decay: float = 0.99
-    lr: float = 3.5e-4
-    betas: tuple[float, float] = (0.0, 0.999)
-    eps: float = 1e-3
+    hidden_size: int
+    temperature: float | None
+    tanh_constant: float | None
+    entropy_weight: float
+    baseline_decay: float
+    lr: float
+    betas: tuple[float, float]
+    eps: float
 
 
 @contextlib.contextmanager
@@ -75,10 +75,9 @@ class EnasSearch(SupernetSearch):
     algorithm_name = "enas"
     ddp_find_unused_parameters = True  # a weight step runs only the sampled operations
 
-    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int = 0,
-                 controller_steps: int = 2000, derive_samples: int = 100, derive_batches: int = 1,
-                 controller: ControllerConfig = ControllerConfig(),
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig()) -> None:
+    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int,
+                 controller_steps: int, derive_samples: int, derive_batches: int,
+                 controller: ControllerConfig, weight_optimizer: WeightOptimizerConfig) -> None:
         for name, value, low in (("seed", seed, 0), ("controller_steps", controller_steps, 0),
                                  ("derive_samples", derive_samples, 1),
                                  ("derive_batches", derive_batches, 1),

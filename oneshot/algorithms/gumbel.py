@@ -24,7 +24,7 @@ ARCH_STREAM, WEIGHT_STREAM = 0, 1
 
 
 def temperature(epoch: int, epochs: int, *, tau_max: float, tau_min: float,
-                schedule: str = "linear") -> float:
+                schedule: str) -> float:
     """The temperature of ``epoch`` (0-based) of ``epochs``: ``tau_max`` at the first epoch,
     ``tau_min`` at the last; in between linear (GDAS's and SNAS's code) or geometric."""
     progress = min(epoch / (epochs - 1), 1.0) if epochs > 1 else 0.0
@@ -72,11 +72,9 @@ class GumbelSearch(OneShotSearch):
 
     hard = False
 
-    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int = 0,
-                 tau_max: float = 10.0, tau_min: float = 0.1, tau_schedule: str = "linear",
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
-                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
-                 alpha_init_std: float = 1e-3) -> None:
+    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int, tau_max: float,
+                 tau_min: float, tau_schedule: str, weight_optimizer: WeightOptimizerConfig,
+                 arch_optimizer: ArchOptimizerConfig, alpha_init_std: float) -> None:
         tau_max, tau_min = float(tau_max), float(tau_min)
         if not (math.isfinite(tau_max) and 0 < tau_min <= tau_max):
             raise ConfigError(f"the temperatures must satisfy 0 < tau_min <= tau_max, got "
@@ -129,7 +127,7 @@ class GumbelSearch(OneShotSearch):
 
 class GdasSearch(GumbelSearch):
     """GDAS: one Gumbel-sampled candidate per choice point runs; its straight-through one-hot
-    weight carries the gradient to the alphas (temperature 10 to 0.1 by default)."""
+    weight carries the gradient to the alphas (temperature 10 to 0.1 in ``gdas.yaml``)."""
 
     algorithm_name = "gdas"
     hard = True
@@ -138,17 +136,7 @@ class GdasSearch(GumbelSearch):
 
 class SnasSearch(GumbelSearch):
     """SNAS: every candidate runs, mixed by the soft Gumbel-softmax sample (temperature 1 to
-    0.03 by default, as in the reference code); the architecture and weight steps alternate
-    on the two data halves like the other algorithms here."""
+    0.03 in ``snas.yaml``, as in the reference code); the architecture and weight steps
+    alternate on the two data halves like the other algorithms here."""
 
     algorithm_name = "snas"
-
-    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int = 0,
-                 tau_max: float = 1.0, tau_min: float = 0.03, tau_schedule: str = "linear",
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
-                 arch_optimizer: ArchOptimizerConfig = ArchOptimizerConfig(),
-                 alpha_init_std: float = 1e-3) -> None:
-        super().__init__(supernet, num_classes=num_classes, seed=seed, tau_max=tau_max,
-                         tau_min=tau_min, tau_schedule=tau_schedule,
-                         weight_optimizer=weight_optimizer, arch_optimizer=arch_optimizer,
-                         alpha_init_std=alpha_init_std)

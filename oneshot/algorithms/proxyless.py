@@ -19,7 +19,6 @@ from supernets.cost import candidate_costs, mflops
 from supernets.mixed import SparseRow
 
 FORMS = ("add", "mul_log")
-PROXYLESS_ARCH_OPTIMIZER = ArchOptimizerConfig(lr=1e-3, betas=(0.0, 0.999), weight_decay=0.0)
 
 
 @dataclass(frozen=True)
@@ -34,12 +33,12 @@ class LatencyConfig:
     ``loss * (log E[cost] / log target) ** beta``, defined for costs above 1.
     """
 
-    table: str | None = None
-    target_ms: float | None = None
-    target_mflops: float | None = None
-    form: str = "add"
-    weight: float = 0.1
-    beta: float = 0.3
+    table: str | None
+    target_ms: float | None
+    target_mflops: float | None
+    form: str
+    weight: float
+    beta: float
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -87,11 +86,9 @@ class ProxylessSearch(OneShotSearch):
 
     algorithm_name = "proxyless"
 
-    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int = 0,
-                 latency: LatencyConfig = LatencyConfig(),
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig(),
-                 arch_optimizer: ArchOptimizerConfig = PROXYLESS_ARCH_OPTIMIZER,
-                 alpha_init_std: float = 1e-3) -> None:
+    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int,
+                 latency: LatencyConfig, weight_optimizer: WeightOptimizerConfig,
+                 arch_optimizer: ArchOptimizerConfig, alpha_init_std: float) -> None:
         super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
                          arch_optimizer=arch_optimizer, alpha_init_std=alpha_init_std,
                          options={"seed": seed, "latency": asdict(latency)})

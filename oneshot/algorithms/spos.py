@@ -49,12 +49,12 @@ class SearchConfig:
     ``eval_batches=None`` scores on every validation batch.
     """
 
-    strategy: str = "evolution"
-    population: int = 20
-    sample_size: int = 5
-    cycles: int = 100
-    calib_batches: int = 20
-    eval_batches: int | None = 10
+    strategy: str
+    population: int
+    sample_size: int
+    cycles: int
+    calib_batches: int
+    eval_batches: int | None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -77,9 +77,8 @@ class SposSearch(SupernetSearch):
     algorithm_name = "spos"
     ddp_find_unused_parameters = True  # a weight step runs only the sampled operations
 
-    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int = 0,
-                 search: SearchConfig = SearchConfig(),
-                 weight_optimizer: WeightOptimizerConfig = WeightOptimizerConfig()) -> None:
+    def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int,
+                 search: SearchConfig, weight_optimizer: WeightOptimizerConfig) -> None:
         super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
                          hparams={"seed": seed, "search": asdict(search)})
         self.seed = seed
