@@ -115,10 +115,10 @@ class OpChoice(_Bound, MixedOp):
     retraining (use it where the output is summed with other paths).
     """
 
-    def __new__(cls, label: str, candidates: Candidates, **kwargs: Any) -> Any:
-        fixed = _FIXED[-1] if _FIXED else None
-        if fixed is not None:
-            return fixed.operation(label, candidates, **kwargs)
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # copy.deepcopy and pickle call __new__ without arguments: build the module then
+        if _FIXED and args:
+            return _FIXED[-1].operation(*args, **kwargs)
         return super().__new__(cls)
 
     def __init__(self, label: str, candidates: Candidates, *,
@@ -146,10 +146,9 @@ class InputChoice(_Bound, nn.Module):
     zero in a sparse row are not touched. Its candidates are the input positions ``"0" ..``.
     """
 
-    def __new__(cls, label: str, num_inputs: int, num_chosen: int = 1) -> Any:
-        fixed = _FIXED[-1] if _FIXED else None
-        if fixed is not None:
-            return fixed.inputs(label, num_inputs, num_chosen)
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if _FIXED and args:
+            return _FIXED[-1].inputs(*args, **kwargs)
         return super().__new__(cls)
 
     def __init__(self, label: str, num_inputs: int, num_chosen: int = 1) -> None:
@@ -254,7 +253,7 @@ class _FixedChoices:
         op = builder(name)
         return DropPathOp(op) if drop_path and not isinstance(op, (nn.Identity, Zero)) else op
 
-    def inputs(self, label: str, num_inputs: int, num_chosen: int) -> ChosenInputs:
+    def inputs(self, label: str, num_inputs: int, num_chosen: int = 1) -> ChosenInputs:
         _check_input_counts(_check_label(label), num_inputs, num_chosen)
         indices = self._value(label)
         valid = isinstance(indices, tuple) and len(indices) == num_chosen and \

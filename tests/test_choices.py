@@ -229,3 +229,14 @@ def test_check_space_passes_a_good_space_and_names_the_failing_step() -> None:
 
     with pytest.raises(SpaceError, match=r"no architecture weight got a gradient"):
         check_space(Detached, input_size=(2, 2, 4, 4), num_classes=2)
+
+
+def test_supernets_copy_and_pickle_with_their_choices() -> None:
+    import copy
+    import pickle
+
+    net = Net()
+    x = torch.randn(2, 4)
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        torch.testing.assert_close(clone(x, ROWS), net(x, ROWS))
+        assert clone.choice("cell/first") is not net.choice("cell/first")
