@@ -19,10 +19,11 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from oneshot.benchmark_table import BenchmarkTable
 from oneshot.errors import ConfigError
+from oneshot.files import save_genotype_file
 from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels,
                             write_diagrams)
-from supernets.genotype_file import save_genotype_file
 from supernets.measure import derived_params
+from tasks.seeding import derived_seed
 
 
 def alpha_heatmap(rows: Mapping[str, torch.Tensor], candidates: list[str], title: str) -> np.ndarray:
@@ -61,7 +62,7 @@ class EpochSeed(pl.Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch_seed = (self.seed * 1_000_003 + trainer.current_epoch * 1_009 + trainer.global_rank) % 2**31
+        epoch_seed = derived_seed(self.seed, trainer.current_epoch, trainer.global_rank)
         random.seed(epoch_seed)
         np.random.seed(epoch_seed)
         torch.manual_seed(epoch_seed)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
@@ -20,6 +19,7 @@ from tasks.augment import BatchAugment, eval_transform
 from tasks.data import ImageDataset
 from tasks.errors import TaskError
 from tasks.loader import make_loader
+from tasks.seeding import seeded_generator
 from tasks.split import search_split
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -58,9 +58,8 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
     def _augment_generator(self, device: torch.device) -> torch.Generator:
         """A generator seeded by (seed, epoch, step, rank): resuming repeats the same augmentation."""
         trainer = self.trainer
-        words = [self.seed, trainer.current_epoch, trainer.global_step, trainer.global_rank]
-        seed = int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
-        return torch.Generator(device=device).manual_seed(seed)
+        return seeded_generator(self.seed, trainer.current_epoch, trainer.global_step,
+                                trainer.global_rank, device=device)
 
     def _train_loader(self, indices: torch.Tensor | None, seed: int) -> DataLoader:
         images, labels = self._select(self.dataset.train_images, self.dataset.train_labels, indices)

@@ -15,9 +15,9 @@ from typing import Sequence
 from oneshot.errors import USER_ERRORS, ConfigError
 from oneshot.genotypes import LoadedGenotype, load_genotype
 from oneshot.render import GraphvizMissingError, cell_graphs, save_alpha_plots, write_diagrams
-from oneshot.files import write_atomic
+from oneshot.files import save_genotype_file, write_atomic
 from oneshot.render.drawing import DIAGRAM_FORMATS
-from supernets.genotype_file import genotype_file_text, save_genotype_file
+from supernets.genotype_file import genotype_file_text
 
 TEXT_FORMATS = ("json", "darts")
 ONE_LINE_FORMATS = ("darts", "text")  # the space's text form; "darts" is its name in the DARTS space

@@ -19,18 +19,18 @@ from oneshot.cli import report_user_errors, run_cli
 from oneshot.config_schema import check_options
 from oneshot.datamodule import RetrainDataModule
 from oneshot.errors import ConfigError
-from oneshot.files import write_atomic
+from oneshot.files import save_genotype_file, write_atomic
 from oneshot.genotypes import LoadedGenotype, load_genotype
 from oneshot.retrain_module import RetrainModule, RetrainOptimizerConfig
 from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_resolved_config
 from oneshot.train import build_trainer
 from supernets.darts.published import list_published
-from supernets.genotype_file import save_genotype_file
 from supernets.measure import count_flops, count_parameters
 from supernets.spaces import create_network
 from tasks import load_task
 from tasks.data import ImageDataset
 from tasks.errors import TaskError
+from tasks.seeding import seeded_generator
 
 FLOP_COUNTER = ("torch.utils.flop_counter.FlopCounterMode: convolutions and matrix multiplications "
                 "of one eval-mode forward pass at 2 FLOPs per multiply-add (macs = flops / 2)")
@@ -59,7 +59,7 @@ def train_subset(dataset: ImageDataset, subset: int | None, seed: int) -> ImageD
     if not 1 <= subset <= n:
         raise TaskError(f"task.subset={subset} is out of range; choose 1 <= subset <= {n} "
                         "(the number of training images) or null")
-    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:subset].sort().values
+    keep = torch.randperm(n, generator=seeded_generator(seed))[:subset].sort().values
     return dataclasses.replace(dataset, train_images=dataset.train_images[keep],
                                train_labels=dataset.train_labels[keep])
 

@@ -1,14 +1,14 @@
 """The genotype file: one derived architecture as JSON, independent of its search space.
 
 Layout: ``{"format_version": 1, "space": "darts", "genotype": {...}, "meta": {...}}`` where
-``genotype`` is the space's own dict form and ``meta`` holds free-form provenance.
+``genotype`` is the space's own dict form and ``meta`` holds free-form provenance. This module
+gives the text and reads it back; ``oneshot.files.save_genotype_file`` writes it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -32,7 +32,7 @@ class GenotypeFile:
 def genotype_file_text(*, space: str, genotype: Mapping[str, Any],
                        meta: Mapping[str, Any] | None = None, what: str = "the genotype") -> str:
     """The genotype file's exact text (indented JSON and a final newline), as
-    :func:`save_genotype_file` writes it and :func:`load_genotype_file` reads it.
+    ``oneshot.files.save_genotype_file`` writes it and :func:`load_genotype_file` reads it.
 
     ``what`` names the output in error messages (e.g. ``"'genotype.json'"``).
     """
@@ -50,24 +50,6 @@ def genotype_file_text(*, space: str, genotype: Mapping[str, Any],
     except (TypeError, ValueError) as err:
         raise GenotypeError(
             f"cannot save {what}: genotype and meta must hold only JSON values ({err})") from err
-
-
-def save_genotype_file(path: str | os.PathLike[str], *, space: str, genotype: Mapping[str, Any],
-                       meta: Mapping[str, Any] | None = None) -> None:
-    """Write a genotype file atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    text = genotype_file_text(space=space, genotype=genotype, meta=meta, what=f"'{path}'")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_genotype_file(path: str | os.PathLike[str]) -> GenotypeFile:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,20 +40,23 @@ def source_fingerprint(files: Iterable[Path], *, base: Path, layout: str = "") -
 def save_cache(path: Path, tensors: dict[str, torch.Tensor], *, source: str,
                fingerprint: str) -> None:
     """Write the four split tensors to `path` atomically (temp file in the same dir, os.replace),
-    with the source they were decoded from and its fingerprint."""
+    with the source they were decoded from and its fingerprint; the file gets ``0o666`` less the
+    umask, like every file oneshot writes."""
     payload: dict[str, object] = {"version": CACHE_VERSION, "source": source,
                                   "fingerprint": fingerprint}
     payload.update({key: tensors[key].contiguous() for key in _TENSOR_KEYS})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Not oneshot.files.write_atomic: tasks cannot depend on oneshot, and torch.save streams the
+    # large cache to the file instead of holding all its bytes in memory first.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tasks.errors import TaskError
+from tasks.seeding import seeded_generator
 
 
 class TensorBatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -79,9 +79,7 @@ class ShuffledBatchSampler(Sampler[torch.Tensor]):
         if not self.shuffle:
             return torch.arange(self.num_items)
         epoch = self.epoch if self.reshuffle else 0
-        state = np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)
-        generator = torch.Generator().manual_seed(int(state[0]))
-        return torch.randperm(self.num_items, generator=generator)
+        return torch.randperm(self.num_items, generator=seeded_generator(self.seed, epoch))
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         order = self._order()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from tasks.errors import TaskError
+from tasks.seeding import seeded_generator
 
 
 def search_split(n: int, seed: int, subset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,6 +22,6 @@ def search_split(n: int, seed: int, subset: int | None = None) -> tuple[torch.Te
                         f"(the number of training images)")
     if size < 2:
         raise TaskError(f"a search split needs at least 2 training images, got {n}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
+    order = torch.randperm(n, generator=seeded_generator(seed))[:size]
     half = size // 2
     return order[:half], order[half:]

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from tasks.data import ImageDataset
 from tasks.errors import TaskError
+from tasks.seeding import seeded_generator
 
 
 def make_synthetic(*, num_train: int = 512, num_test: int = 256, num_classes: int = 10,
@@ -18,7 +19,7 @@ def make_synthetic(*, num_train: int = 512, num_test: int = 256, num_classes: in
             raise TaskError(f"synthetic: {option} must be at least {low}, got {value}")
     if noise < 0:
         raise TaskError(f"synthetic: noise must be non-negative, got {noise}")
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     coarse = torch.rand(num_classes, 3, 4, 4, generator=generator)
     patterns = F.interpolate(coarse, size=(image_size, image_size), mode="bilinear",
                              align_corners=False)

@@ -164,8 +164,8 @@ def test_fixed_reward_for_one_op_raises_its_probability_and_derive_keeps_the_bes
     assert trainer.global_step == 1 + 40  # one weight step, then the controller phase
     assert int(module.controller_updates) == 40
     # Derive drew 8 samples from the trained controller and kept the best-rewarded one.
-    drawn = [module.controller.sample(step_generator(0, 41, DERIVE_STREAM)).choices
-             for _ in range(8)]
+    generator = step_generator(0, 41, DERIVE_STREAM)  # derive's: one generator, 8 draws
+    drawn = [module.controller.sample(generator).choices for _ in range(8)]
     assert module.derived_choices in drawn
     assert _skip_fraction(module.derived_choices, ops) == max(_skip_fraction(c, ops) for c in drawn)
     assert module.genotype() == module.supernet.sampled_genotype(module.derived_choices)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from supernets.darts.genotype import DartsGenotype, load_darts_genotype, save_darts_genotype
+from oneshot.files import save_genotype_file
+from supernets.darts.genotype import DartsGenotype, load_darts_genotype
 from supernets.errors import GenotypeError
-from supernets.genotype_file import GenotypeFile, load_genotype_file, save_genotype_file
+from supernets.genotype_file import GenotypeFile, load_genotype_file
 
 GENOTYPE = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "normal_concat": [2],
             "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]], "reduce_concat": [2]}
@@ -25,6 +28,16 @@ def _document(**changes) -> dict:
     document = {"format_version": 1, "space": "darts", "genotype": GENOTYPE, "meta": META}
     document.update(changes)
     return document
+
+
+def test_saved_file_respects_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        save_genotype_file(tmp_path / "g.json", space="darts", genotype=GENOTYPE)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "g.json").stat().st_mode) == 0o644  # readable by all
+    assert [path.name for path in tmp_path.iterdir()] == ["g.json"]  # no temporary file left
 
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
@@ -121,7 +134,7 @@ def test_ill_typed_or_unknown_field_is_named(tmp_path: Path, changes: dict, matc
 def test_darts_helpers_round_trip(tmp_path: Path) -> None:
     genotype = DartsGenotype.from_dict(GENOTYPE)
     path = tmp_path / "g.json"
-    save_darts_genotype(path, genotype, META)
+    save_genotype_file(path, space="darts", genotype=genotype.to_dict(), meta=META)
     assert load_darts_genotype(path) == (genotype, META)
 
 

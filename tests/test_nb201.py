@@ -7,12 +7,13 @@ import torch
 from hydra import compose, initialize_config_module
 
 from conftest import compose_search
+from oneshot.files import save_genotype_file
 from oneshot.genotypes import load_genotype
 from oneshot.retrain import retrain
 from oneshot.train import train
 from supernets.choices import OpChoice
 from supernets.errors import GenotypeError, SpaceError
-from supernets.genotype_file import load_genotype_file, save_genotype_file
+from supernets.genotype_file import load_genotype_file
 from supernets.measure import count_parameters
 from supernets.nb201.genotype import Nb201Genotype, derive_nb201_genotype
 from supernets.nb201.ops import NB201_OPS, ResidualReduction

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from supernets.darts.genotype import (
-    DartsGenotype, derive_darts_genotype, load_darts_genotype, save_darts_genotype,
-)
+from oneshot.files import save_genotype_file
+from supernets.darts.genotype import DartsGenotype, derive_darts_genotype, load_darts_genotype
 from supernets.darts.published import get_published, list_published
 from supernets.darts.topology import edge_inputs
 from supernets.errors import GenotypeError
@@ -50,7 +49,7 @@ def test_published_genotype_round_trips(name: str, tmp_path: Path) -> None:
     assert genotype.steps == 4
     assert DartsGenotype.from_dict(genotype.to_dict()) == genotype
     assert DartsGenotype.from_text(genotype.to_text()) == genotype
-    save_darts_genotype(tmp_path / "g.json", genotype, meta)
+    save_genotype_file(tmp_path / "g.json", space="darts", genotype=genotype.to_dict(), meta=meta)
     assert load_darts_genotype(tmp_path / "g.json") == (genotype, meta)
 
 

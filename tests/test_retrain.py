@@ -16,14 +16,13 @@ from torch.nn import functional as F
 from oneshot.cli import validate_overrides
 from oneshot.datamodule import RetrainDataModule
 from oneshot.errors import ConfigError
+from oneshot.files import save_genotype_file
 from oneshot.genotypes import load_genotype
 from oneshot.retrain import retrain
 from oneshot.retrain_module import RetrainModule, drop_path_at, retrain_loss
 from supernets.darts.derived import DartsNetwork
-from supernets.darts.genotype import save_darts_genotype
 from supernets.darts.published import get_published, list_published
 from supernets.errors import GenotypeError
-from supernets.genotype_file import save_genotype_file
 from supernets.measure import count_flops, count_parameters, derived_params
 from supernets.spaces import create_network
 from tasks import load_task
@@ -97,7 +96,8 @@ def test_module_ramps_drop_path_and_runs_gpu_options_on_cpu(tmp_path):
 def test_end_to_end_retrain_writes_metrics_config_genotype_events_and_weights(tmp_path):
     genotype, _ = get_published("PC_DARTS")
     source = tmp_path / "search" / "genotype.json"
-    save_darts_genotype(source, genotype, {"task": "synthetic", "algorithm": "darts"})
+    save_genotype_file(source, space="darts", genotype=genotype.to_dict(),
+                       meta={"task": "synthetic", "algorithm": "darts"})
     run_dir = tmp_path / "run"
     metrics = retrain(_compose([f"genotype={source}", f"run_dir={run_dir}", *TINY]))
 

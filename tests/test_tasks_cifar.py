@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import stat
 import warnings
 from pathlib import Path
 
@@ -116,6 +117,19 @@ def test_cache_is_reused_without_decoding(tmp_path: Path, monkeypatch: pytest.Mo
     second = load_task("cifar10", root=tmp_path, download=False)
     assert torch.equal(first.train_images, second.train_images)
     assert torch.equal(first.test_labels, second.test_labels)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o002, 0o664), (0o077, 0o600)])
+def test_cache_file_mode_follows_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    write_cifar10_pickles(tmp_path)
+    previous = os.umask(umask)
+    try:
+        load_task("cifar10", root=tmp_path, download=False)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(cache_path("cifar10", tmp_path).stat().st_mode) == mode
+    assert not [path for path in cache_path("cifar10", tmp_path).parent.iterdir()
+                if path.name.endswith(".tmp")]
 
 
 def test_corrupt_cache_is_rebuilt_with_warning(tmp_path: Path) -> None:

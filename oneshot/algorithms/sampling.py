@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Mapping
 
 import torch
 
 from supernets.mixed import SparseRow
+from tasks.seeding import seeded_generator
 
 
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
-    """A CPU generator seeded from a hash of ``(seed, step, stream)``; ``stream`` tells apart the
-    draws of one step.
-
-    Hashed because the CPU generator keeps only the low 32 bits of its seed: packing the three
-    numbers into one integer would make the upper ones (the run's seed) have no effect.
-    """
-    digest = hashlib.blake2b(f"{seed}/{step}/{stream}".encode(), digest_size=4).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+    """The CPU generator of draw ``stream`` of step ``step`` in a run seeded ``seed``: the same on
+    every process and after a resume; ``stream`` tells apart the draws of one step."""
+    return seeded_generator(seed, step, stream)
 
 
 def one_hot_rows(indices: Mapping[str, int], sizes: Mapping[str, int],

@@ -13,7 +13,7 @@ import torch
 
 from supernets.darts.topology import CELL_TYPES, edge_inputs, edge_label
 from supernets.errors import GenotypeError, SpaceError
-from supernets.genotype_file import load_genotype_file, save_genotype_file
+from supernets.genotype_file import load_genotype_file
 from supernets.ops import DARTS_PRIMITIVES
 
 SPACE = "darts"
@@ -187,12 +187,6 @@ def _derive_cell(rows: Sequence[Sequence[float]], candidates: Sequence[str], usa
         scored[node].append((rows[k][best], j, k, candidates[best]))
     return [(k, op, j) for edges in scored
             for _, j, k, op in sorted(edges, key=lambda edge: -edge[0])[:2]]
-
-
-def save_darts_genotype(path: str | os.PathLike[str], genotype: DartsGenotype,
-                        meta: Mapping[str, Any] | None = None) -> None:
-    """Write ``genotype`` as a genotype file of space ``darts`` (atomically)."""
-    save_genotype_file(path, space=SPACE, genotype=genotype.to_dict(), meta=meta)
 
 
 def load_darts_genotype(path: str | os.PathLike[str]) -> tuple[DartsGenotype, dict[str, Any]]:
