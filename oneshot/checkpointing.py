@@ -12,6 +12,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from oneshot.errors import ConfigError
 from oneshot.files import write_atomic
+from oneshot.torchfile import UnreadableFileError, load_weights_only
 
 
 def save_atomic(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -27,11 +28,10 @@ def load_checkpoint_file(path: str | os.PathLike[str], *, map_location: Any = "c
     if not path.is_file():
         raise ConfigError(f"checkpoint '{path}' not found; pass a run dir or a .ckpt written by oneshot.train")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot read checkpoint '{path}' ({reason}); it is corrupt or not a "
-                          "checkpoint: resume from another one") from None
+        checkpoint = load_weights_only(path, map_location=map_location)
+    except UnreadableFileError as err:
+        raise ConfigError(f"cannot read checkpoint '{path}': {err}; resume from another checkpoint "
+                          "of the search, or start it again") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"'{path}' is not a Lightning checkpoint; pass a .ckpt written by oneshot.train")
     return checkpoint

@@ -5,24 +5,25 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import shutil
 import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from hydra import compose, initialize_config_module
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
+from oneshot import errors
 from oneshot.config_schema import check_options
-from oneshot.errors import USER_ERRORS, ConfigError
+from oneshot.errors import ConfigError
+from oneshot.rundir import abandon_run_dirs
 
 SHARED_CONFIG_MODULE = "oneshot.conf"  # groups every entry point uses (task)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
 
 
 def config_groups(config_module: str) -> dict[str, list[str]]:
@@ -160,33 +161,64 @@ def check_output_dir(config_module: str, config_name: str, args: Sequence[str]) 
 
 
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Run a Hydra task so a user error prints one line, exits 2, and leaves no partial run dir."""
+    """Run a Hydra task so a user error prints one line, exits 2, and takes back what the run
+    wrote (``oneshot.rundir``: only what it created, and nothing from a run dir with a checkpoint)."""
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> Any:
         try:
-            return task(cfg)
-        except USER_ERRORS as err:
+            result = task(cfg)
+            flush_stdout()
+            return result
+        except errors.USER_ERRORS as err:
             message = str(err)
+        except BrokenPipeError:
+            abandon_run_dirs(_run_dir_option(cfg))
+            exit_quietly_on_broken_pipe()
         except OSError as err:
             if err.errno not in WRITE_ERRNOS:
                 raise
             message = (f"cannot write {err.filename or 'the run dir'}: {err.strerror}; free some space "
                        "or choose another run dir with hydra.run.dir=DIR")
         print(f"error: {message}", file=sys.stderr)
-        _remove_unfinished_run_dir()
+        abandon_run_dirs(_run_dir_option(cfg))
         sys.exit(2)
 
     return wrapper
 
 
-def _remove_unfinished_run_dir() -> None:
-    """Delete the Hydra run dir of a run that failed before writing any checkpoint."""
-    if not HydraConfig.initialized():
-        return
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
-        shutil.rmtree(run_dir, ignore_errors=True)
+def _run_dir_option(cfg: DictConfig | None) -> str | None:
+    """The ``run_dir=`` of a task's config, if it has one."""
+    return cfg.get("run_dir") if isinstance(cfg, DictConfig) else None
+
+
+def flush_stdout() -> None:
+    """Write out what is buffered for standard output (where a closed pipe shows up)."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def exit_quietly_on_broken_pipe() -> NoReturn:
+    """End the program whose reader went away (``... | head -c 1``) as SIGPIPE would: no message,
+    exit code 141. Standard output is pointed at /dev/null so the final flush fails no more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(BROKEN_PIPE_EXIT)
+
+
+def quiet_on_broken_pipe(main: Callable[..., int | None]) -> Callable[..., int | None]:
+    """Wrap a console entry point so a closed standard output ends it quietly (exit code 141)."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> int | None:
+        try:
+            code = main(*args, **kwargs)
+            flush_stdout()
+            return code
+        except BrokenPipeError:
+            exit_quietly_on_broken_pipe()
+
+    return wrapper
 
 
 def run_cli(hydra_entry: Callable[[], Any], config_module: str, config_name: str,

@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from oneshot.errors import USER_ERRORS, ConfigError
-from oneshot.genotypes import LoadedGenotype, load_genotype
-from oneshot.render import GraphvizMissingError, cell_graphs, save_alpha_plots, write_diagrams
+from oneshot import errors
+from oneshot.cli import quiet_on_broken_pipe
+from oneshot.errors import ConfigError
 from oneshot.files import save_genotype_file, write_atomic
-from oneshot.render.drawing import DIAGRAM_FORMATS
-from supernets.genotype_file import genotype_file_text
+
+if TYPE_CHECKING:  # torch and the renderers are imported after the arguments were parsed
+    from oneshot.genotypes import LoadedGenotype
+    from oneshot.render import GraphvizMissingError
+
+DIAGRAM_FORMATS = ("dot", "svg", "png")  # oneshot.render.drawing's, named here for a quick --help
 
 TEXT_FORMATS = ("json", "darts")
 ONE_LINE_FORMATS = ("darts", "text")  # the space's text form; "darts" is its name in the DARTS space
@@ -28,6 +32,8 @@ TEXT_FILES = {"json": "genotype.json", "darts": "genotype.txt", "text": "genotyp
 def genotype_json(loaded: LoadedGenotype) -> str:
     """Exactly the genotype file (``format_version``, space, genotype, meta), without the final
     newline: ``--format json > g.json`` writes a file that ``oneshot.retrain`` reads back."""
+    from supernets.genotype_file import genotype_file_text
+
     return genotype_file_text(space=loaded.space, genotype=loaded.genotype.to_dict(),
                               meta=loaded.meta).rstrip("\n")
 
@@ -51,6 +57,8 @@ def write_outputs(loaded: LoadedGenotype, formats: Sequence[str], out_dir: Path
     diagram formats one file per cell. Without Graphviz's ``dot`` program, ``svg``/``png`` fall
     back to the dot source and every other format is still written.
     """
+    from oneshot.render import GraphvizMissingError, cell_graphs, write_diagrams
+
     written: list[Path] = []
     missing: GraphvizMissingError | None = None
     for fmt in formats:
@@ -93,9 +101,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``oneshot-export``); returns the exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from oneshot.genotypes import load_genotype
+    from oneshot.render import save_alpha_plots
+
     formats = list(dict.fromkeys(args.format or ([] if args.alpha_plot else TEXT_FORMATS)))
     written: list[Path] = []
     missing: GraphvizMissingError | None = None
@@ -111,9 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 written, missing = write_outputs(loaded, formats, Path(args.out))
         if args.alpha_plot:
             written += save_alpha_plots(args.source, args.out)
-    except USER_ERRORS as err:
+    except errors.USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # standard output's reader went away: quiet_on_broken_pipe ends it
+        raise
     except OSError as err:
         print(f"error: cannot write '{err.filename or args.out}': {err.strerror}; "
               "choose another --out DIR", file=sys.stderr)

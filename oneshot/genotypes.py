@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from oneshot.torchfile import UnreadableFileError, load_weights_only
 from supernets.darts.published import get_published, list_published
 from supernets.errors import GenotypeError, SpaceError
 from supernets.genotype_file import load_genotype_file
@@ -38,10 +37,9 @@ def _from_space(space: str, genotype: dict[str, Any], meta: dict[str, Any], sour
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a Lightning checkpoint safely (``weights_only=True``); errors are one line."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise GenotypeError(f"cannot read checkpoint '{path}' ({first}); "
+        return load_weights_only(path)
+    except UnreadableFileError as err:
+        raise GenotypeError(f"cannot read checkpoint '{path}': {err}; "
                             "pass a checkpoint written by oneshot.train") from None
 
 

@@ -44,5 +44,5 @@ class NonFiniteLossGuard:
             epoch, batch, value = record.tolist()
             if epoch >= 0:
                 raise NonFiniteLossError(
-                    f"the {name} loss became {value} at epoch {int(epoch)}, batch {int(batch)}; the search "
-                    "stopped and kept its last good checkpoint: lower the learning rate or check the data")
+                    f"the {name} loss became {value} at epoch {int(epoch)}, batch {int(batch)}: lower the "
+                    "learning rate or check the data")

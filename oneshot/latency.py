@@ -13,20 +13,24 @@ import functools
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from oneshot.cli import check_output_file, validate_overrides
-from oneshot.cost_table import CostTable
-from oneshot.errors import USER_ERRORS, ConfigError
-from supernets.cost import candidate_costs, latency_ms
-from supernets.spaces import create_supernet
+from oneshot import errors
+from oneshot.cli import check_output_file, quiet_on_broken_pipe, validate_overrides
+from oneshot.errors import ConfigError
+
+if TYPE_CHECKING:  # torch and the spaces are imported after the command line was checked
+    import torch
+
+    from oneshot.cost_table import CostTable
 
 
 def device_name(device: torch.device) -> str:
     """A readable name of ``device``: the GPU model, or the CPU model and thread count."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model = platform.processor() or platform.machine()
@@ -40,6 +44,8 @@ def device_name(device: torch.device) -> str:
 
 
 def _device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") or (name == "cuda" and not torch.cuda.is_available()):
@@ -56,6 +62,12 @@ def _positive(cfg: DictConfig, key: str, low: int = 1) -> int:
 
 def measure_table(cfg: DictConfig) -> CostTable:
     """The latency table of ``cfg.space`` measured as ``cfg`` says (see ``latency.yaml``)."""
+    import torch
+
+    from oneshot.cost_table import CostTable
+    from supernets.cost import candidate_costs, latency_ms
+    from supernets.spaces import create_supernet
+
     batch, size = _positive(cfg, "batch_size"), _positive(cfg, "image_size")
     warmup, repeats = _positive(cfg, "warmup", 0), _positive(cfg, "repeats")
     if cfg.threads is not None:
@@ -74,6 +86,7 @@ def measure_table(cfg: DictConfig) -> CostTable:
                      entries=entries, meta=meta)
 
 
+@quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (2 with a one-line error for bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -82,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_file(Path(cfg.out), "out")
         table = measure_table(cfg)
         table.save(cfg.out)
-    except USER_ERRORS as err:
+    except ConfigError as err:  # matched first: a bad option is reported without importing torch
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except errors.USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     fastest = sum(min(row.values()) for row in table.entries.values())

@@ -1,4 +1,8 @@
-"""Train a derived genotype from scratch: ``python -m oneshot.retrain genotype=PATH task=...``."""
+"""Train a derived genotype from scratch: ``python -m oneshot.retrain genotype=PATH task=...``.
+
+Torch, Lightning and the network code are imported by the functions that use them, after the
+command line was checked (so a typo or ``--help`` answers at once).
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,22 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
 
-from oneshot.cli import report_user_errors, run_cli
+from oneshot.cli import quiet_on_broken_pipe, report_user_errors, run_cli
 from oneshot.config_schema import check_options
-from oneshot.datamodule import RetrainDataModule
 from oneshot.errors import ConfigError
 from oneshot.files import save_genotype_file, write_atomic
-from oneshot.genotypes import LoadedGenotype, load_genotype
-from oneshot.retrain_module import RetrainModule, RetrainOptimizerConfig
-from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_resolved_config
+from oneshot.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
+                            resolve_run_dir, write_resolved_config)
 from oneshot.train import build_trainer
-from supernets.darts.published import list_published
-from supernets.measure import count_flops, count_parameters
-from supernets.spaces import create_network
-from tasks import load_task
-from tasks.data import ImageDataset
-from tasks.errors import TaskError
-from tasks.seeding import seeded_generator
+
+if TYPE_CHECKING:
+    from oneshot.genotypes import LoadedGenotype
+    from tasks.data import ImageDataset
 
 FLOP_COUNTER = ("torch.utils.flop_counter.FlopCounterMode: convolutions and matrix multiplications "
                 "of one eval-mode forward pass at 2 FLOPs per multiply-add (macs = flops / 2)")
@@ -45,6 +41,8 @@ def check_retrain_config(cfg: DictConfig) -> None:
     """Reject a missing genotype, or an option of the wrong type or out of its range (as
     ``oneshot.config_schema`` declares them), with a one-line ConfigError."""
     if OmegaConf.is_missing(cfg, "genotype") or not str(cfg.genotype).strip():
+        from supernets.darts.published import list_published
+
         raise ConfigError("no genotype given; pass genotype=PATH (a search run dir, genotype.json "
                           "or DARTS text file) or a published name "
                           f"({', '.join(list_published())})")
@@ -53,6 +51,11 @@ def check_retrain_config(cfg: DictConfig) -> None:
 
 def train_subset(dataset: ImageDataset, subset: int | None, seed: int) -> ImageDataset:
     """The dataset with only ``subset`` seeded training images (all of them for ``None``)."""
+    import torch
+
+    from tasks.errors import TaskError
+    from tasks.seeding import seeded_generator
+
     if subset is None:
         return dataset
     n = len(dataset.train_labels)
@@ -77,6 +80,16 @@ def _architecture(loaded: LoadedGenotype) -> dict[str, Any]:
 
 def retrain(cfg: DictConfig) -> dict[str, Any]:
     """Train ``cfg.genotype`` from scratch; returns the fields of metrics.json and ``run_dir``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from oneshot.datamodule import RetrainDataModule
+    from oneshot.genotypes import load_genotype
+    from oneshot.retrain_module import RetrainModule, RetrainOptimizerConfig
+    from supernets.measure import count_flops, count_parameters
+    from supernets.spaces import create_network
+    from tasks import load_task
+
     check_retrain_config(cfg)
     loaded = load_genotype(str(cfg.genotype))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -124,7 +137,18 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
+    release_run_dir(run_dir)
     return {**metrics, "run_dir": run_dir}
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """Print the test accuracy, size and run dir, once: on the first process of a distributed run."""
+    if is_secondary_process():
+        return
+    print(f"test accuracy: {100 * result['test_acc']:.2f}% on {result['test_images']} images | "
+          f"params {result['params']:,} (without auxiliary head) | "
+          f"multiply-adds {result['macs'] / 1e6:.1f} M | train time {result['train_time_s']:.0f} s")
+    print(f"outputs: {result['run_dir']}")
 
 
 @hydra.main(version_base="1.3", config_path="conf/retrain", config_name="retrain")
@@ -132,16 +156,14 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
 def _hydra_main(cfg: DictConfig) -> None:
     result = retrain(cfg)
     discard_unused_hydra_dir(result["run_dir"])
-    print(f"test accuracy: {100 * result['test_acc']:.2f}% on {result['test_images']} images | "
-          f"params {result['params']:,} (without auxiliary head) | "
-          f"multiply-adds {result['macs'] / 1e6:.1f} M | train time {result['train_time_s']:.0f} s")
-    print(f"outputs: {result['run_dir']}")
+    print_result(result)
 
 
+@quiet_on_broken_pipe
 def main() -> None:
     """Console entry point (``oneshot-retrain``)."""
     run_cli(_hydra_main, "oneshot.conf.retrain", "retrain", sys.argv[1:])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

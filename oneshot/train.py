@@ -1,33 +1,30 @@
-"""Run a search: ``python -m oneshot.train task=cifar10 space=darts algorithm=darts``."""
+"""Run a search: ``python -m oneshot.train task=cifar10 space=darts algorithm=darts``.
+
+Only Hydra, OmegaConf and the command-line checks are imported with this module: torch, Lightning
+and the search code are imported by the functions that use them, after the command line was
+checked (so a typo or ``--help`` answers at once).
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import hydra
-import pytorch_lightning as pl
-import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from oneshot.algorithms import check_search_setup, create_algorithm
 from oneshot.benchmark_table import BenchmarkTable, load_benchmark_table
-from oneshot.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
-                               GenotypeWriter, SkipConnectEarlyStop)
-from oneshot.checkpointing import AtomicCheckpointIO
-from oneshot.cli import report_user_errors, run_cli
+from oneshot.cli import quiet_on_broken_pipe, report_user_errors, run_cli
 from oneshot.config_schema import check_options
-from oneshot.datamodule import SearchDataModule
-from oneshot.distributed import make_strategy
 from oneshot.errors import ConfigError
-from oneshot.resume import check_checkpoint_matches, find_resume_point
-from oneshot.rundir import discard_unused_hydra_dir, resolve_run_dir, write_resolved_config
-from supernets.spaces import create_supernet
-from tasks import load_task
+from oneshot.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
+                            resolve_run_dir, write_resolved_config)
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
 
 TRAINER_SETUP_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
 """The trainer options Lightning checks against the machine (named when it refuses them)."""
@@ -55,6 +52,14 @@ def benchmark_table(cfg: DictConfig) -> BenchmarkTable | None:
 
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The Lightning Trainer for ``cfg.trainer``, logging to TensorBoard and checkpointing in ``run_dir``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+    from oneshot.checkpointing import AtomicCheckpointIO
+    from oneshot.distributed import make_strategy
+
     options = {k: v for k, v in _options(cfg.trainer, drop=()).items() if v is not None}
     options["strategy"] = make_strategy(options.get("strategy", "auto"))
     # One checkpoint, ``last.ckpt``, overwritten every epoch (``save_last`` with ``save_top_k=0``
@@ -79,15 +84,34 @@ def trainer_error(cfg: DictConfig, err: Exception) -> str:
     return f"cannot start the trainer with {setup}: {reason}"
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def load_task(name: str, **options: Any) -> Any:
+    """``tasks.load_task`` (imported on first use: it brings torch)."""
+    from tasks import load_task as load
+
+    return load(name, **options)
+
+
+def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Search an architecture as ``cfg`` says; returns the final genotype, val accuracy and run dir.
 
     With ``cfg.resume`` set, the search saved in that run dir continues with the config it was
-    started with (its ``config.yaml``) from its last checkpoint.
+    started with (its ``config.yaml``) from its last checkpoint; of the command-line
+    ``overrides``, ``trainer.max_epochs`` extends it and the others are named as ignored.
     """
+    import pytorch_lightning as pl
+    import torch
+
+    from oneshot.algorithms import check_search_setup, create_algorithm
+    from oneshot.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
+                                   GenotypeWriter, SkipConnectEarlyStop)
+    from oneshot.datamodule import SearchDataModule
+    from oneshot.guards import NonFiniteLossError
+    from oneshot.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
+    from supernets.spaces import create_supernet
+
     resume = find_resume_point(cfg.resume) if cfg.get("resume") else None
     if resume is not None:
-        cfg = resume.config
+        cfg = resume_config(resume, overrides)
     check_config(cfg)
     check_search_setup(cfg)
     table = benchmark_table(cfg)
@@ -103,7 +127,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = create_algorithm(cfg.algorithm.name, supernet, num_classes=dataset.num_classes,
                               cfg=_options(cfg.algorithm))
     if resume is not None:
-        check_checkpoint_matches(resume.checkpoint, space=cfg.space.name, algorithm=cfg.algorithm.name)
+        check_resume(resume, cfg)
+    extended = resume is not None and extends(resume, cfg)
     run_dir = resume.run_dir if resume is not None else resolve_run_dir(cfg)
     meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed}
     callbacks = [EpochSeed(cfg.seed), AlphaLogger(),
@@ -113,29 +138,51 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(BenchmarkLogger(table))
     if cfg.early_stop.skip_connect is not None:
         callbacks.append(SkipConnectEarlyStop(cfg.early_stop.skip_connect, space=cfg.space.name))
+    if extended:
+        callbacks.append(ExtendedSchedule())
     trainer = build_trainer(cfg, run_dir, callbacks)
-    if trainer.is_global_zero and resume is None:
+    if trainer.is_global_zero and (resume is None or extended):
         write_resolved_config(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule,
-                ckpt_path=None if resume is None else str(resume.checkpoint), weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule,
+                    ckpt_path=None if resume is None else str(resume.checkpoint), weights_only=True)
+    except NonFiniteLossError as err:
+        raise NonFiniteLossError(f"{err}; {what_was_kept(run_dir)}") from None
+    release_run_dir(run_dir)
     val_acc = trainer.callback_metrics.get("val/acc")
     return {"genotype": module.genotype(), "val_acc": None if val_acc is None else float(val_acc),
             "run_dir": run_dir}
 
 
+def what_was_kept(run_dir: Path) -> str:
+    """What a search that stopped on a non-finite loss leaves to resume from."""
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if checkpoint.is_file():
+        return (f"the search stopped and kept its last good checkpoint, {checkpoint} (resume="
+                f"{run_dir} continues from it)")
+    return "the search stopped before its first epoch ended, so it kept no checkpoint to resume from"
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """Print the genotype and the run dir, once: on the first process of a distributed search."""
+    if not is_secondary_process():
+        print(f"genotype: {result['genotype']}")
+        print(f"outputs: {result['run_dir']}")
+
+
 @hydra.main(version_base="1.3", config_path="conf/search", config_name="train")
 @report_user_errors
 def _hydra_main(cfg: DictConfig) -> None:
-    result = train(cfg)
+    result = train(cfg, overrides=list(HydraConfig.get().overrides.task))
     discard_unused_hydra_dir(result["run_dir"])
-    print(f"genotype: {result['genotype']}")
-    print(f"outputs: {result['run_dir']}")
+    print_result(result)
 
 
+@quiet_on_broken_pipe
 def main() -> None:
     """Console entry point (``oneshot-train``)."""
     run_cli(_hydra_main, "oneshot.conf.search", "train", sys.argv[1:])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from conftest import compose_search
-from oneshot.cli import config_groups, report_user_errors, validate_overrides
+from conftest import TINY_SEARCH, compose_search
+from oneshot.cli import BROKEN_PIPE_EXIT, config_groups, report_user_errors, validate_overrides
 from oneshot.errors import ConfigError
 from oneshot.guards import NonFiniteLossError
 from oneshot.train import check_config, train
@@ -182,3 +183,87 @@ def test_command_line_error_exits_2_with_one_line(case: str, cli_runs: dict) -> 
     assert len(lines) == 1, stderr
     assert lines[0].startswith(SUBPROCESS_CASES[case][1])
     assert sorted(p.name for p in cwd.iterdir()) == ["empty"]  # no run dir, no runs/ left behind
+
+
+CHECKED_BEFORE_TORCH = {
+    "train_typo": ("oneshot.train", ["space=dartz"], 2,
+                   "error: unknown space 'dartz'; choose one of: "),
+    "train_help": ("oneshot.train", ["--help"], 0, ""),
+    "retrain_typo": ("oneshot.retrain", ["genotype=DARTS_V2", "task=cifar1"], 2,
+                     "error: unknown task 'cifar1'; choose one of: "),
+    "export_help": ("oneshot.export", ["--help"], 0, ""),
+    "latency_typo": ("oneshot.latency", ["space=proxyles"], 2, "error: unknown "),
+}
+HEAVY_MODULES = ("torch", "pytorch_lightning", "lightning_fabric", "torchvision", "matplotlib")
+ENTRY_PROBE = """
+import sys
+sys.argv = ["prog", *sys.argv[1:]]
+from {module} import main
+try:
+    code = main()
+except SystemExit as exit:
+    code = exit.code
+print("exit", code or 0, file=sys.stderr)
+print("heavy", sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def entry_probes() -> dict[str, subprocess.CompletedProcess]:
+    """Each entry point's main() run with a typo or --help, started together."""
+    started = {name: subprocess.Popen(
+        [sys.executable, "-c", ENTRY_PROBE.format(module=module, heavy=HEAVY_MODULES), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (module, args, _, _) in CHECKED_BEFORE_TORCH.items()}
+    return {name: (process.communicate(timeout=120), process.returncode)
+            for name, process in started.items()}
+
+
+@pytest.mark.parametrize("case", list(CHECKED_BEFORE_TORCH))
+def test_typos_and_help_are_answered_before_torch_is_imported(case: str, entry_probes: dict) -> None:
+    (stdout, stderr), returncode = entry_probes[case]
+    _, _, code, message = CHECKED_BEFORE_TORCH[case]
+    assert returncode == 0, stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-2:] == [f"exit {code}", "heavy []"], stderr
+    if message:
+        assert len(lines) == 3 and lines[0].startswith(message)
+    else:
+        assert "usage" in stdout.lower() or "powered by hydra" in stdout.lower()
+
+
+def _closed_pipe() -> int:
+    """The write end of a pipe whose reader has already gone (as after ``| head -c 1``)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+@pytest.mark.parametrize("command", [
+    ["oneshot.export", "DARTS_V2"],
+    ["oneshot.export", "DARTS_V2", "--format", "darts"],
+    ["oneshot.train", "--help"],
+])
+def test_closed_standard_output_ends_quietly(command: list[str]) -> None:
+    write_end = _closed_pipe()
+    try:
+        proc = subprocess.run([sys.executable, "-m", *command], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == BROKEN_PIPE_EXIT
+    assert proc.stderr == ""  # no "cannot write 'None'", no traceback, no "Exception ignored"
+
+
+def test_closed_standard_output_after_a_search(tmp_path: Path) -> None:
+    write_end = _closed_pipe()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "oneshot.train", *TINY_SEARCH,
+                               "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300,
+                              cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == BROKEN_PIPE_EXIT, proc.stderr[-3000:]
+    assert "Error" not in proc.stderr and "Exception" not in proc.stderr
+    assert (tmp_path / "run" / "genotype.json").is_file()  # the finished search is kept

@@ -21,6 +21,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = subprocess.run([sys.executable, str(HELPERS / "ddp_search.py"), str(run_dir)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir / "stdout.txt").write_text(proc.stdout)  # both ranks' standard output
     return run_dir
 
 
@@ -46,6 +47,11 @@ def test_ranks_hold_the_same_weights(ddp_run: Path) -> None:
 def test_written_genotype_is_what_every_rank_derives(ddp_run: Path) -> None:
     written = json.loads((ddp_run / "genotype.json").read_text())["genotype"]
     assert written == _rank(ddp_run, 0)["genotype"] == _rank(ddp_run, 1)["genotype"]
+
+
+def test_result_is_printed_once(ddp_run: Path) -> None:
+    stdout = (ddp_run / "stdout.txt").read_text()
+    assert stdout.count("genotype: ") == 1 and stdout.count("outputs: ") == 1, stdout
 
 
 def test_ddp_names_map_to_the_search_strategy() -> None:

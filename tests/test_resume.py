@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,12 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import compose_search
 from oneshot.checkpointing import load_checkpoint_file, save_atomic
 from oneshot.errors import ConfigError
+from oneshot.genotypes import load_genotype
 from oneshot.resume import find_resume_point
 from oneshot.train import train
+from supernets.errors import GenotypeError
 
 HELPERS = Path(__file__).parent / "helpers"
 THREE_EPOCHS = "trainer.max_epochs=3"
@@ -80,19 +85,42 @@ def _run_dir_with(tmp_path: Path, checkpoint_bytes: bytes) -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("payload", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
-def test_corrupt_checkpoint_is_one_line(tmp_path: Path, payload: bytes) -> None:
+class NotATensor:
+    """An object a checkpoint written by oneshot never holds."""
+
+
+def _with_an_object() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {}, "extra": NotATensor()}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"", "the file is empty"),
+    (b"not a checkpoint at all", "it is not a PyTorch checkpoint file (or it is damaged)"),
+    (b"PK\x03\x04truncated zip", "the file is truncated or damaged (17 bytes, its end is missing)"),
+    (_with_an_object(), "it holds Python objects other than tensors and plain values, which "
+                        "oneshot never writes; it is not loaded, since loading such objects can run code"),
+])
+def test_corrupt_checkpoint_says_what_is_wrong(tmp_path: Path, payload: bytes, reason: str) -> None:
     run_dir = _run_dir_with(tmp_path, payload)
-    with pytest.raises(ConfigError, match="cannot read checkpoint") as err:
-        load_checkpoint_file(find_resume_point(run_dir).checkpoint)
-    assert "\n" not in str(err.value)
+    checkpoint = find_resume_point(run_dir).checkpoint
+    with pytest.raises(ConfigError) as err:
+        load_checkpoint_file(checkpoint)
+    assert str(err.value) == (f"cannot read checkpoint '{checkpoint}': {reason}; resume from another "
+                              "checkpoint of the search, or start it again")
+    with pytest.raises(GenotypeError) as from_export:  # what oneshot.export and retrain read
+        load_genotype(checkpoint)
+    for message in (str(err.value), str(from_export.value)):
+        assert "\n" not in message and reason in message
+        assert "weights_only" not in message and "torch.load" not in message
 
 
 def test_truncated_real_checkpoint(search_run: dict, tmp_path: Path) -> None:
     data = (search_run["run_dir"] / "checkpoints" / "last.ckpt").read_bytes()
     run_dir = _run_dir_with(tmp_path, data[: len(data) // 2])
     (run_dir / "config.yaml").write_text((search_run["run_dir"] / "config.yaml").read_text())
-    with pytest.raises(ConfigError, match="cannot read checkpoint"):
+    with pytest.raises(ConfigError, match="cannot read checkpoint .*: the file is truncated or damaged"):
         train(compose_search(f"resume={run_dir}"))
 
 
@@ -119,3 +147,69 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path: Path) -> None:
         save_atomic({"state_dict": {}, "bad": Unpicklable()}, path)
     assert torch.equal(load_checkpoint_file(path)["state_dict"]["w"], torch.ones(2))
     assert os.listdir(tmp_path) == ["last.ckpt"]
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished search of one epoch (copied by each test that resumes it)."""
+    run_dir = tmp_path_factory.mktemp("one_epoch") / "run"
+    train(compose_search(f"run_dir={run_dir}", "trainer.max_epochs=1"))
+    return run_dir
+
+
+def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def test_max_epochs_extends_a_finished_search(one_epoch: Path, tmp_path: Path, recwarn,
+                                              capsys: pytest.CaptureFixture) -> None:
+    run_dir = _copy(one_epoch, tmp_path)
+    train(compose_search(f"resume={run_dir}"), overrides=[f"resume={run_dir}", "trainer.max_epochs=2"])
+    assert sorted(os.listdir(run_dir / "genotypes")) == ["epoch_000.json", "epoch_001.json"]
+    assert OmegaConf.load(run_dir / "config.yaml").trainer.max_epochs == 2
+    checkpoint = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["epoch"] == 1
+    assert checkpoint["lr_schedulers"][0]["T_max"] == 2  # re-planned: epoch 1 is halfway down
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx((0.025 + 0.001) / 2)
+    assert "ignored" not in capsys.readouterr().err
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]  # none on resume
+
+
+def test_other_overrides_are_named_as_ignored(one_epoch: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    run_dir = _copy(one_epoch, tmp_path)
+    config_before = (run_dir / "config.yaml").read_text()
+    train(compose_search(f"resume={run_dir}"),
+          overrides=[f"resume={run_dir}", "seed=5", "task.subset=10"])
+    err = capsys.readouterr().err
+    assert (f"warning: resume continues with {run_dir / 'config.yaml'}, so seed=5, task.subset=10 "
+            "are ignored (only trainer.max_epochs can change, to extend the search)\n") in err
+    assert (run_dir / "config.yaml").read_text() == config_before
+    assert sorted(os.listdir(run_dir / "genotypes")) == ["epoch_000.json"]
+
+
+def test_max_epochs_that_does_not_extend_is_refused(one_epoch: Path, tmp_path: Path) -> None:
+    run_dir = _copy(one_epoch, tmp_path)
+    config = OmegaConf.load(run_dir / "config.yaml")
+    config.trainer.max_epochs = 5  # as a search of 5 epochs stopped after its first
+    OmegaConf.save(config, run_dir / "config.yaml")
+    with pytest.raises(ConfigError, match=r"^trainer.max_epochs=1 does not extend the search: it has "
+                                          r"finished 1 epochs; pass a larger value$"):
+        train(compose_search(f"resume={run_dir}"), overrides=["trainer.max_epochs=1"])
+
+
+def test_command_line_resume_extends_and_names_what_it_ignores(one_epoch: Path, tmp_path: Path) -> None:
+    run_dir = _copy(one_epoch, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "oneshot.train", f"resume={run_dir}",
+                           f"hydra.run.dir={run_dir}", "trainer.max_epochs=2", "seed=5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: resume")]
+    assert warnings == [f"warning: resume continues with {run_dir / 'config.yaml'}, so seed=5 is "
+                        "ignored (only trainer.max_epochs can change, to extend the search)"]
+    assert (run_dir / "genotypes" / "epoch_001.json").is_file()
+    assert OmegaConf.load(run_dir / "config.yaml").trainer.max_epochs == 2
+    assert "lr_scheduler.step()" not in proc.stderr
+    assert not list(run_dir.glob("*.log"))  # no empty Hydra job log
+    assert proc.stdout.count("genotype: ") == 1 and f"outputs: {run_dir}" in proc.stdout
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # no Hydra dir of its own left beside it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
@@ -131,7 +132,7 @@ class SupernetSearch(pl.LightningModule):
         """Bring the cosine schedule to this epoch (also right after resuming from a checkpoint)."""
         schedule = self.lr_schedulers()
         with warnings.catch_warnings():  # after a resume it steps before this process's first optimizer step
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             while schedule.last_epoch < self.current_epoch:
                 schedule.step()
 

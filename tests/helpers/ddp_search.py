@@ -2,7 +2,8 @@
 
 Usage: python ddp_search.py RUN_DIR [extra overrides...]. Lightning starts the second process by
 running this script again; each rank writes ``RUN_DIR/rank<r>.pt`` with its alphas per step, its
-final supernet weights and the genotype it derives.
+final supernet weights and the genotype it derives; the result is printed as ``oneshot.train``
+prints it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main(run_dir: Path, overrides: list[str]) -> None:
     train_module.build_trainer = lambda cfg, rd, callbacks: build(cfg, rd, [*callbacks, recorder])
     with initialize_config_module("oneshot.conf.search", version_base="1.3"):
         cfg = compose("train", overrides=[*TINY, f"run_dir={run_dir}", *overrides])
-    train_module.train(cfg)
+    train_module.print_result(train_module.train(cfg))
 
 
 if __name__ == "__main__":
