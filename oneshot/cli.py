@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +21,7 @@ from oneshot import errors
 from oneshot.config_schema import check_options
 from oneshot.errors import ConfigError
 from oneshot.rundir import abandon_run_dirs
+from oneshot.space_configs import register_space_configs, target_as_choice
 
 SHARED_CONFIG_MODULE = "oneshot.conf"  # groups every entry point uses (task)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
@@ -27,7 +29,8 @@ BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a program whos
 
 
 def config_groups(config_module: str) -> dict[str, list[str]]:
-    """Each config group of an entry point (``task``, ``space``, ...) with its option names."""
+    """Each config group of an entry point (``task``, ``space``, ...) with its option names: the
+    YAML files, and the nodes stored in Hydra's ConfigStore (plugin spaces, class paths)."""
     groups: dict[str, list[str]] = {}
     for module in (SHARED_CONFIG_MODULE, config_module):
         for group in resources.files(module).iterdir():
@@ -35,6 +38,11 @@ def config_groups(config_module: str) -> dict[str, list[str]]:
                 if group.is_dir() else []
             if options:
                 groups[group.name] = options
+    store = ConfigStore.instance()
+    for group, options in groups.items():
+        stored = store.repo.get(group, {})
+        options += [name[:-5] for name in stored if name.endswith(".yaml")]
+        groups[group] = sorted(set(options))
     return groups
 
 
@@ -221,10 +229,28 @@ def quiet_on_broken_pipe(main: Callable[..., int | None]) -> Callable[..., int |
     return wrapper
 
 
+def prepare_spaces(argv: Sequence[str]) -> list[str]:
+    """Config nodes for installed spaces and chosen class paths (``oneshot.space_configs``);
+    returns ``argv`` with ``space._target_=X`` written as ``space=X``. A space that cannot be
+    loaded is a ConfigError."""
+    args = target_as_choice(argv)
+    try:
+        register_space_configs(args, registered=False)
+    except errors.USER_ERRORS as err:
+        raise ConfigError(str(err)) from None
+    return args
+
+
 def run_cli(hydra_entry: Callable[[], Any], config_module: str, config_name: str,
             argv: Sequence[str]) -> None:
-    """Check the overrides in ``argv`` first (one-line error, exit 2), then start Hydra."""
+    """Check the overrides in ``argv`` first (one-line error, exit 2), then start Hydra.
+
+    ``space._target_=X`` reaches Hydra as the equivalent ``space=X`` (``sys.argv`` is rewritten).
+    """
     try:
+        argv = prepare_spaces(argv)
+        if list(sys.argv[1:]) != list(argv):
+            sys.argv[1:] = argv
         validate_overrides(config_module, config_name, argv)
         check_output_dir(config_module, config_name, argv)
     except ConfigError as err:

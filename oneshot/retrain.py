@@ -96,6 +96,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     task_options = {k: v for k, v in _node(cfg, "task").items() if k not in ("name", "subset")}
     dataset = train_subset(load_task(cfg.task.name, **task_options), cfg.task.subset, cfg.seed)
     network = create_network(loaded.space, loaded.genotype, num_classes=dataset.num_classes,
+                             space_options=loaded.meta.get("space_options"),
                              **_node(cfg, "network"))
     input_size = (1, *dataset.image_shape)
     params, flops = count_parameters(network), count_flops(network, input_size)

@@ -17,6 +17,8 @@ from typing import Sequence
 
 from hydra.core.config_store import ConfigStore
 
+from supernets.entry_points import ENTRY_POINT_GROUP
+
 SEARCH_CONFIG_MODULE = "oneshot.conf.search"
 TARGET_KEYS = ("space._target_", "+space._target_", "++space._target_")
 
@@ -29,7 +31,6 @@ def yaml_spaces() -> list[str]:
 
 def installed_spaces() -> list[str]:
     """Names of the spaces installed packages declare (no package is imported)."""
-    from supernets.spaces import ENTRY_POINT_GROUP
     return sorted(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))
 
 
@@ -52,18 +53,24 @@ def chosen_class_paths(args: Sequence[str]) -> list[str]:
     return paths
 
 
-def register_space_configs(args: Sequence[str] = ()) -> list[str]:
-    """Store a config node for every registered or installed space without a YAML file and every
-    class path chosen in ``args``; returns their names. Loading them imports their packages.
+def register_space_configs(args: Sequence[str] = (), *, registered: bool = True) -> list[str]:
+    """Store a config node for every installed space (and, with ``registered``, every space
+    registered in this process) without a YAML file and every class path chosen in ``args``;
+    returns their names. Loading them imports their packages (and torch), only if there are any.
 
     The command line does this before composing; a program that registers a space in Python
     (:func:`supernets.register_space`) calls it before composing a config that names the space.
     """
-    from supernets.spaces import SPACES, constructor_defaults, get_space
-
     known = set(yaml_spaces())
-    names = sorted((set(installed_spaces()) | set(SPACES)) - known)
+    names = sorted(set(installed_spaces()) - known)
+    if registered:
+        from supernets.spaces import SPACES
+        names = sorted(set(names) | (set(SPACES) - known))
     names += chosen_class_paths(args)
+    if not names:
+        return []
+    from supernets.spaces import constructor_defaults, get_space
+
     store = ConfigStore.instance()
     for name in names:
         cls = get_space(name).supernet

@@ -130,7 +130,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         check_resume(resume, cfg)
     extended = resume is not None and extends(resume, cfg)
     run_dir = resume.run_dir if resume is not None else resolve_run_dir(cfg)
-    meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed}
+    meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed,
+            "space_options": _options(cfg.space)}  # how to build the space's fixed network
     callbacks = [EpochSeed(cfg.seed), AlphaLogger(),
                  GenotypeWriter(run_dir, space=cfg.space.name, meta=meta, benchmark=table),
                  CellDiagramWriter(run_dir, space=cfg.space.name)]

@@ -4,15 +4,29 @@ The public API for writing a space::
 
     from supernets import InputChoice, OpChoice, Supernet, check_space, register_op
 
-See :mod:`supernets.supernet` for how a space is written.
+See :mod:`supernets.supernet` for how a space is written. The names are imported on first use,
+so that torch-free modules (``supernets.entry_points``) load without torch.
 """
 
-from supernets.choice_genotype import ChoiceGenotype
-from supernets.choices import InputChoice, OpChoice
-from supernets.contract import check_space
-from supernets.ops import register_op
-from supernets.spaces import register_space
-from supernets.supernet import Supernet
+from __future__ import annotations
 
-__all__ = ["ChoiceGenotype", "InputChoice", "OpChoice", "Supernet", "check_space", "register_op",
-           "register_space"]
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "ChoiceGenotype": "supernets.choice_genotype",
+    "InputChoice": "supernets.choices",
+    "OpChoice": "supernets.choices",
+    "Supernet": "supernets.supernet",
+    "check_space": "supernets.contract",
+    "register_op": "supernets.ops",
+    "register_space": "supernets.spaces",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported from their modules on first use (PEP 562)."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'supernets' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from supernets.darts.derived import DartsNetwork
+from supernets.entry_points import ENTRY_POINT_GROUP
 from supernets.darts.search import DartsSupernet
 from supernets.errors import GenotypeError, SpaceError
 from supernets.fixed import FixedNetwork
@@ -28,7 +29,6 @@ from supernets.nb201.search import Nb201Supernet
 from supernets.proxyless.search import ProxylessSupernet
 from supernets.supernet import Supernet
 
-ENTRY_POINT_GROUP = "oneshot.spaces"
 # Constructor arguments that come from the data, not from the space's options.
 DATA_OPTIONS = ("num_classes", "in_channels")
 
