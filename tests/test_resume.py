@@ -213,3 +213,17 @@ def test_command_line_resume_extends_and_names_what_it_ignores(one_epoch: Path, 
     assert not list(run_dir.glob("*.log"))  # no empty Hydra job log
     assert proc.stdout.count("genotype: ") == 1 and f"outputs: {run_dir}" in proc.stdout
     assert sorted(os.listdir(tmp_path)) == ["run"]  # no Hydra dir of its own left beside it
+
+
+def test_checkpoint_written_before_the_choices_redesign_resumes(tmp_path: Path) -> None:
+    # tests/data/search_before_choices: config.yaml and checkpoints/last.ckpt of a 1-epoch DARTS
+    # search written by oneshot before spaces were built from OpChoice (state-dict keys unchanged).
+    run_dir = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "data" / "search_before_choices", run_dir)
+    before = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    result = train(compose_search(f"resume={run_dir}"),
+                   overrides=[f"resume={run_dir}", "trainer.max_epochs=2"])
+    after = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert set(after["state_dict"]) == set(before["state_dict"])
+    assert after["epoch"] == 1 and (run_dir / "genotypes" / "epoch_001.json").is_file()
+    assert result["genotype"].steps == 2
