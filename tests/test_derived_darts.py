@@ -196,3 +196,11 @@ def test_bad_network_options_are_one_line_errors():
 def test_none_options_fall_back_to_the_evaluation_defaults():
     net = create_network("darts", _v2(), num_classes=10, channels=None, layers=None)
     assert len(net.cells) == 20 and net.stem[0].out_channels == 3 * 36
+
+
+def test_auxiliary_head_on_small_images_is_a_one_line_error():
+    net = create_network("darts", _v2(), num_classes=10, channels=4, layers=3).train()
+    with pytest.raises(SpaceError, match=r"auxiliary head needs maps of at least 5x5 .* got 2x2; "
+                                         r"set network.auxiliary=false"):
+        net(torch.randn(2, 3, 8, 8))
+    assert net(torch.randn(2, 3, 32, 32))[1].shape == (2, 10)

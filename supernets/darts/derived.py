@@ -67,6 +67,10 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < 5:
+            raise SpaceError(f"the DARTS auxiliary head needs maps of at least 5x5 after the 2/3 "
+                             f"reduction (32x32 images give 8x8), got {x.shape[-2]}x{x.shape[-1]}; "
+                             "set network.auxiliary=false for small images")
         return self.classifier(self.features(x).flatten(1))
 
 
