@@ -19,11 +19,11 @@ ZIP_MAGIC = b"PK\x03\x04"  # how every file of torch.save's default (zip) format
 
 
 class UnreadableFileError(ValueError):
-    """A file that ``torch.load(weights_only=True)`` cannot read; the message says why."""
+    """A file that ``torch.load`` with ``weights_only=True`` cannot read; the message says why."""
 
 
 def why_unreadable(path: Path, err: Exception) -> str:
-    """What is wrong with ``path``, which ``torch.load(weights_only=True)`` refused with ``err``."""
+    """What is wrong with ``path``, which ``torch.load`` with ``weights_only=True`` refused with ``err``."""
     if isinstance(err, OSError):
         return f"it cannot be opened ({err.strerror or err})"
     size = path.stat().st_size
@@ -42,7 +42,7 @@ def why_unreadable(path: Path, err: Exception) -> str:
 
 
 def load_weights_only(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)``; a file that cannot be read raises
+    """``torch.load`` of ``path`` with ``weights_only=True``; a file that cannot be read raises
     :class:`UnreadableFileError` with what is wrong with it."""
     path = Path(path)
     try:
