@@ -143,10 +143,23 @@ def _download_source(spec: CifarSpec, root: Path, *, download: bool) -> _Source:
 
 
 def _download(spec: CifarSpec, root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    """Download and extract into ``root``; a failed download takes back the folders and the
+    partial archive it created, so no empty ``task.root`` is left behind."""
     archive = spec.archive
-    download_and_extract_archive(archive.url, str(root), filename=archive.filename,
-                                 md5=archive.tgz_md5)
+    made = [folder for folder in (root, *root.parents) if not folder.exists()]  # deepest first
+    partial = root / archive.filename
+    had_archive = partial.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        download_and_extract_archive(archive.url, str(root), filename=archive.filename,
+                                     md5=archive.tgz_md5)
+    except BaseException:
+        if not had_archive:
+            partial.unlink(missing_ok=True)
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def _write_cache(cache: Path, tensors: dict[str, torch.Tensor], source: _Source,

@@ -318,3 +318,23 @@ def test_bad_jpeg_names_the_file_without_internals(tmp_path: Path, content: obje
     message = str(info.value)
     assert message.startswith(f"image {bad} is corrupt") and "delete it" in message
     assert ".cpp" not in message and "\n" not in message
+
+
+def test_failed_download_leaves_no_empty_root_behind(tmp_path, monkeypatch) -> None:
+    import tasks.cifar as cifar
+
+    def failing_download(url, root, filename, md5):
+        (Path(root) / filename).write_bytes(b"partial")
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(cifar, "download_and_extract_archive", failing_download)
+    root = tmp_path / "new" / "data"
+    with pytest.raises(TaskError, match="the download failed .*network is unreachable"):
+        load_task("cifar10", root=root, download=True)
+    assert list(tmp_path.iterdir()) == []  # neither data/ nor new/ nor the partial archive
+    kept = tmp_path / "kept"
+    (kept / "mine.txt").parent.mkdir()
+    (kept / "mine.txt").write_text("keep")
+    with pytest.raises(TaskError):
+        load_task("cifar10", root=kept, download=True)
+    assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]
