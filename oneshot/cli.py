@@ -28,9 +28,10 @@ WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPE
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
 
 
-def config_groups(config_module: str) -> dict[str, list[str]]:
+def config_groups(config_module: str, *, stored: bool = True) -> dict[str, list[str]]:
     """Each config group of an entry point (``task``, ``space``, ...) with its option names: the
-    YAML files, and the nodes stored in Hydra's ConfigStore (plugin spaces, class paths)."""
+    YAML files and, with ``stored``, the nodes in Hydra's ConfigStore (plugin spaces, class
+    paths)."""
     groups: dict[str, list[str]] = {}
     for module in (SHARED_CONFIG_MODULE, config_module):
         for group in resources.files(module).iterdir():
@@ -39,7 +40,7 @@ def config_groups(config_module: str) -> dict[str, list[str]]:
             if options:
                 groups[group.name] = options
     store = ConfigStore.instance()
-    for group, options in groups.items():
+    for group, options in groups.items() if stored else ():
         stored = store.repo.get(group, {})
         options += [name[:-5] for name in stored if name.endswith(".yaml")]
         groups[group] = sorted(set(options))
