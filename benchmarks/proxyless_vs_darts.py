@@ -23,8 +23,8 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from oneshot.algorithms import create_algorithm
-from oneshot.datamodule import SearchDataModule
+from oneshot.search.algorithms import create_algorithm
+from oneshot.training.datamodules import SearchDataModule
 from common import StepTimer, add_protocol_args, device_and_peak
 from supernets.spaces import create_supernet
 from tasks import load_task

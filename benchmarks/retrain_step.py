@@ -20,9 +20,9 @@ import pytorch_lightning as pl
 import torch
 
 from common import StepTimer, add_protocol_args, device_and_peak, timing
-from oneshot.datamodule import RetrainDataModule
-from oneshot.genotypes import load_genotype
-from oneshot.retrain_module import RetrainModule
+from oneshot.training.datamodules import RetrainDataModule
+from oneshot.storage.genotypes import load_genotype
+from oneshot.retraining.module import RetrainModule
 from supernets.spaces import create_network
 from tasks import load_task
 

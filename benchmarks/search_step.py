@@ -20,8 +20,8 @@ import pytorch_lightning as pl
 import torch
 
 from common import StepTimer, add_protocol_args, device_and_peak, timing
-from oneshot.algorithms import create_algorithm
-from oneshot.datamodule import SearchDataModule
+from oneshot.search.algorithms import create_algorithm
+from oneshot.training.datamodules import SearchDataModule
 from supernets.spaces import create_supernet
 from tasks import load_task
 

@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """The error classes that mean bad user input, from every package that raises one."""
-    from oneshot.guards import NonFiniteLossError
+    from oneshot.search.guards import NonFiniteLossError
     from supernets.errors import GenotypeError, SpaceError
     from tasks.errors import TaskError
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from oneshot import errors
-from oneshot.cli import quiet_on_broken_pipe
+from oneshot.commandline.checks import quiet_on_broken_pipe
 from oneshot.errors import ConfigError
-from oneshot.files import save_genotype_file, write_atomic
+from oneshot.storage.files import save_genotype_file, write_atomic
 
 if TYPE_CHECKING:  # torch and the renderers are imported after the arguments were parsed
-    from oneshot.genotypes import LoadedGenotype
+    from oneshot.storage.genotypes import LoadedGenotype
     from oneshot.render import GraphvizMissingError
 
 DIAGRAM_FORMATS = ("dot", "svg", "png")  # oneshot.render.drawing's, named here for a quick --help
@@ -105,7 +105,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``oneshot-export``); returns the exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from oneshot.genotypes import load_genotype
+    from oneshot.storage.genotypes import load_genotype
     from oneshot.render import save_alpha_plots
 
     formats = list(dict.fromkeys(args.format or ([] if args.alpha_plot else TEXT_FORMATS)))

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from oneshot import errors
-from oneshot.cli import check_output_file, quiet_on_broken_pipe, validate_overrides
+from oneshot.commandline.checks import check_output_file, quiet_on_broken_pipe, validate_overrides
 from oneshot.errors import ConfigError
 
 if TYPE_CHECKING:  # torch and the spaces are imported after the command line was checked
     import torch
 
-    from oneshot.cost_table import CostTable
+    from oneshot.tables.cost import CostTable
 
 
 def device_name(device: torch.device) -> str:
@@ -64,7 +64,7 @@ def measure_table(cfg: DictConfig) -> CostTable:
     """The latency table of ``cfg.space`` measured as ``cfg`` says (see ``latency.yaml``)."""
     import torch
 
-    from oneshot.cost_table import CostTable
+    from oneshot.tables.cost import CostTable
     from supernets.cost import candidate_costs, latency_ms
     from supernets.spaces import create_supernet
 

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from oneshot.cli import quiet_on_broken_pipe, report_user_errors, run_cli
-from oneshot.config_schema import check_options
+from oneshot.commandline.checks import quiet_on_broken_pipe, report_user_errors, run_cli
+from oneshot.commandline.schema import check_options
 from oneshot.errors import ConfigError
-from oneshot.files import save_genotype_file, write_atomic
-from oneshot.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
+from oneshot.storage.files import save_genotype_file, write_atomic
+from oneshot.storage.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
                             resolve_run_dir, write_resolved_config)
 from oneshot.train import build_trainer
 
 if TYPE_CHECKING:
-    from oneshot.genotypes import LoadedGenotype
+    from oneshot.storage.genotypes import LoadedGenotype
     from tasks.data import ImageDataset
 
 FLOP_COUNTER = ("torch.utils.flop_counter.FlopCounterMode: convolutions and matrix multiplications "
@@ -39,7 +39,7 @@ def _node(cfg: DictConfig, key: str) -> dict[str, Any]:
 
 def check_retrain_config(cfg: DictConfig) -> None:
     """Reject a missing genotype, or an option of the wrong type or out of its range (as
-    ``oneshot.config_schema`` declares them), with a one-line ConfigError."""
+    ``oneshot.commandline.schema`` declares them), with a one-line ConfigError."""
     if OmegaConf.is_missing(cfg, "genotype") or not str(cfg.genotype).strip():
         from supernets.darts.published import list_published
 
@@ -83,9 +83,9 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor
 
-    from oneshot.datamodule import RetrainDataModule
-    from oneshot.genotypes import load_genotype
-    from oneshot.retrain_module import RetrainModule, RetrainOptimizerConfig
+    from oneshot.training.datamodules import RetrainDataModule
+    from oneshot.storage.genotypes import load_genotype
+    from oneshot.retraining.module import RetrainModule, RetrainOptimizerConfig
     from supernets.measure import count_flops, count_parameters
     from supernets.spaces import create_network
     from tasks import load_task

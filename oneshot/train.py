@@ -15,11 +15,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from oneshot.benchmark_table import BenchmarkTable, load_benchmark_table
-from oneshot.cli import quiet_on_broken_pipe, report_user_errors, run_cli
-from oneshot.config_schema import check_options
+from oneshot.tables.benchmark import BenchmarkTable, load_benchmark_table
+from oneshot.commandline.checks import quiet_on_broken_pipe, report_user_errors, run_cli
+from oneshot.commandline.schema import check_options
 from oneshot.errors import ConfigError
-from oneshot.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
+from oneshot.storage.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
                             resolve_run_dir, write_resolved_config)
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _options(node: DictConfig, *, drop: tuple[str, ...] = ("name",)) -> dict[str
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Reject an option of the wrong type or out of its range (as ``oneshot.config_schema``
+    """Reject an option of the wrong type or out of its range (as ``oneshot.commandline.schema``
     declares them) with a one-line ConfigError, before a run reads data or writes anything."""
     check_options(cfg, "train")
 
@@ -57,8 +57,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) 
     from pytorch_lightning.loggers import TensorBoardLogger
     from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-    from oneshot.checkpointing import AtomicCheckpointIO
-    from oneshot.distributed import make_strategy
+    from oneshot.storage.checkpointing import AtomicCheckpointIO
+    from oneshot.search.distributed import make_strategy
 
     options = {k: v for k, v in _options(cfg.trainer, drop=()).items() if v is not None}
     options["strategy"] = make_strategy(options.get("strategy", "auto"))
@@ -101,12 +101,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from oneshot.algorithms import check_search_setup, create_algorithm
-    from oneshot.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
+    from oneshot.search.algorithms import check_search_setup, create_algorithm
+    from oneshot.search.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
                                    GenotypeWriter, SkipConnectEarlyStop)
-    from oneshot.datamodule import SearchDataModule
-    from oneshot.guards import NonFiniteLossError
-    from oneshot.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
+    from oneshot.training.datamodules import SearchDataModule
+    from oneshot.search.guards import NonFiniteLossError
+    from oneshot.search.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
     from supernets.spaces import create_supernet
 
     resume = find_resume_point(cfg.resume) if cfg.get("resume") else None

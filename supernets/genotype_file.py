@@ -2,7 +2,7 @@
 
 Layout: ``{"format_version": 1, "space": "darts", "genotype": {...}, "meta": {...}}`` where
 ``genotype`` is the space's own dict form and ``meta`` holds free-form provenance. This module
-gives the text and reads it back; ``oneshot.files.save_genotype_file`` writes it.
+gives the text and reads it back; ``oneshot.storage.files.save_genotype_file`` writes it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class GenotypeFile:
 def genotype_file_text(*, space: str, genotype: Mapping[str, Any],
                        meta: Mapping[str, Any] | None = None, what: str = "the genotype") -> str:
     """The genotype file's exact text (indented JSON and a final newline), as
-    ``oneshot.files.save_genotype_file`` writes it and :func:`load_genotype_file` reads it.
+    ``oneshot.storage.files.save_genotype_file`` writes it and :func:`load_genotype_file` reads it.
 
     ``what`` names the output in error messages (e.g. ``"'genotype.json'"``).
     """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence, Union
+from typing import Callable, Mapping, NamedTuple, Sequence, Union
 
 import torch
 from torch import nn
@@ -26,6 +26,21 @@ class SparseRow(NamedTuple):
 
 
 ArchRow = Union[torch.Tensor, SparseRow]
+
+
+def weight_row(weights: Mapping[str, torch.Tensor], label: str, size: int) -> torch.Tensor:
+    """The architecture-weight row of ``label`` (detached), checked for shape and finiteness."""
+    if label not in weights:
+        raise SpaceError(f"architecture weights have no row '{label}'; "
+                         "pass one row per label of supernet.choice_points()")
+    row = torch.as_tensor(weights[label]).detach()
+    if row.dim() != 1 or row.numel() != size:
+        raise SpaceError(f"architecture weights '{label}' must be a 1-D row of {size} values "
+                         f"(one per candidate), got shape {tuple(row.shape)}")
+    if not torch.isfinite(row).all():
+        raise SpaceError(f"architecture weights '{label}' contain NaN or inf; the search "
+                         "diverged, lower the learning rates and search again")
+    return row
 
 
 def is_unused(row: ArchRow) -> bool:

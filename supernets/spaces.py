@@ -47,12 +47,12 @@ class SpaceSpec:
 
     def genotype_from_dict(self, data: Mapping[str, Any]) -> Any:
         """Read the JSON form of a genotype of this space."""
-        return self.supernet.genotype_from_dict(data)
+        return self.supernet.genotype_class.from_dict(data)
 
     @property
     def genotype_from_text(self) -> Callable[[str], Any] | None:
         """The reader of the space's one-line text form, or ``None`` when it cannot be read."""
-        return self.supernet.genotype_from_text
+        return getattr(self.supernet.genotype_class, "from_text", None)
 
     def options(self) -> dict[str, Any]:
         """The supernet's keyword options with their defaults (without the data's)."""

@@ -28,7 +28,7 @@ from supernets.choices import (ArchBinding, Choice, ChoiceValue, InputChoice, Op
 from supernets.decisions import Choice as Decision
 from supernets.decisions import chosen_index
 from supernets.errors import GenotypeError, SpaceError
-from supernets.mixed import ArchRow, SparseRow
+from supernets.mixed import ArchRow, SparseRow, weight_row
 
 
 def _binding_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,6 +64,9 @@ class Supernet(nn.Module):
     """
 
     quick_options: ClassVar[dict[str, Any]] = {}
+    genotype_class: ClassVar[type] = ChoiceGenotype
+    """The space's genotype: ``from_dict`` reads its JSON form and ``from_text``, where it has one,
+    its one-line text form."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -115,7 +118,7 @@ class Supernet(nn.Module):
         """The genotype of weight rows: argmax per operation choice, top-k per input choice."""
         chosen: dict[str, ChoiceValue] = {}
         for label in self.choices():
-            row = _weight_row(weights, label, len(self.choice(label).candidates))
+            row = weight_row(weights, label, len(self.choice(label).candidates))
             chosen[label] = self._chosen_from_row(label, row)
         return self.genotype_from_choices(chosen)
 
@@ -137,15 +140,6 @@ class Supernet(nn.Module):
             raise GenotypeError(f"{cls.__name__} takes a ChoiceGenotype, got {type(genotype).__name__}")
         return genotype.as_dict()
 
-    @classmethod
-    def genotype_from_dict(cls, data: Mapping[str, Any]) -> Any:
-        """Read the JSON form of a genotype of this space."""
-        return ChoiceGenotype.from_dict(data)
-
-    @classmethod
-    def genotype_from_text(cls, text: str) -> Any:
-        """Read the one-line text form of a genotype of this space."""
-        return ChoiceGenotype.from_text(text)
 
     def check_genotype(self, genotype: Any) -> None:
         """Raise :class:`GenotypeError` unless ``genotype`` is an architecture of this space."""
@@ -239,17 +233,3 @@ def _same_choice(a: Choice, b: Choice) -> bool:
     if type(a) is not type(b) or a.candidates != b.candidates:
         return False
     return not isinstance(a, InputChoice) or a.num_chosen == b.num_chosen  # type: ignore[union-attr]
-
-
-def _weight_row(weights: Mapping[str, torch.Tensor], label: str, size: int) -> torch.Tensor:
-    if label not in weights:
-        raise SpaceError(f"architecture weights have no row '{label}'; "
-                         "pass one row per label of supernet.choice_points()")
-    row = torch.as_tensor(weights[label]).detach()
-    if row.dim() != 1 or row.numel() != size:
-        raise SpaceError(f"architecture weights '{label}' must be a 1-D row of {size} values, "
-                         f"got shape {tuple(row.shape)}")
-    if not torch.isfinite(row).all():
-        raise SpaceError(f"architecture weights '{label}' contain NaN or inf; the search "
-                         "diverged, lower the learning rates and search again")
-    return row

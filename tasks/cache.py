@@ -45,7 +45,7 @@ def save_cache(path: Path, tensors: dict[str, torch.Tensor], *, source: str,
     payload: dict[str, object] = {"version": CACHE_VERSION, "source": source,
                                   "fingerprint": fingerprint}
     payload.update({key: tensors[key].contiguous() for key in _TENSOR_KEYS})
-    # Not oneshot.files.write_atomic: tasks cannot depend on oneshot, and torch.save streams the
+    # Not oneshot.storage.files.write_atomic: tasks cannot depend on oneshot, and torch.save streams the
     # large cache to the file instead of holding all its bytes in memory first.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -17,16 +17,16 @@ from omegaconf import OmegaConf
 
 import oneshot.train as train_module
 from conftest import compose_search
-from oneshot.algorithms import (algorithm_defaults, create_algorithm, list_algorithms,
+from oneshot.search.algorithms import (algorithm_defaults, create_algorithm, list_algorithms,
                                 supported_spaces)
-from oneshot.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
-from oneshot.algorithms.controller import Controller
-from oneshot.algorithms.darts import DartsSearch
-from oneshot.algorithms.enas import ControllerConfig, EnasSearch
-from oneshot.algorithms.gumbel import GdasSearch, SnasSearch
-from oneshot.algorithms.proxyless import LatencyConfig, ProxylessSearch
-from oneshot.algorithms.spos import SearchConfig, SposSearch
-from oneshot.cli import config_groups
+from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
+from oneshot.search.algorithms.controller import Controller
+from oneshot.search.algorithms.darts import DartsSearch
+from oneshot.search.algorithms.enas import ControllerConfig, EnasSearch
+from oneshot.search.algorithms.gumbel import GdasSearch, SnasSearch
+from oneshot.search.algorithms.proxyless import LatencyConfig, ProxylessSearch
+from oneshot.search.algorithms.spos import SearchConfig, SposSearch
+from oneshot.commandline.checks import config_groups
 from supernets.darts.search import DartsSupernet
 from supernets.spaces import create_supernet
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_SEARCH, compose_search
-from oneshot.algorithms import list_algorithms, shipped_spaces, supported_spaces
+from oneshot.search.algorithms import list_algorithms, shipped_spaces, supported_spaces
 from oneshot.errors import ConfigError
 from oneshot.retrain import retrain
 from oneshot.train import train

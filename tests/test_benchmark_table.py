@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_search
-from oneshot.benchmark_table import load_benchmark_table
+from oneshot.tables.benchmark import load_benchmark_table
 from oneshot.errors import ConfigError
 from oneshot.train import train
 from supernets.genotype_file import load_genotype_file

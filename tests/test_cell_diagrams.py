@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_search
-from oneshot.callbacks import CellDiagramWriter
+from oneshot.search.callbacks import CellDiagramWriter
 from oneshot.render import dot_available
 from oneshot.train import train
 from supernets.choice_genotype import ChoiceGenotype

@@ -11,9 +11,9 @@ import pytest
 from omegaconf import DictConfig
 
 from conftest import TINY_SEARCH, compose_search
-from oneshot.cli import BROKEN_PIPE_EXIT, config_groups, report_user_errors, validate_overrides
+from oneshot.commandline.checks import BROKEN_PIPE_EXIT, config_groups, report_user_errors, validate_overrides
 from oneshot.errors import ConfigError
-from oneshot.guards import NonFiniteLossError
+from oneshot.search.guards import NonFiniteLossError
 from oneshot.train import check_config, train
 from tasks import TaskError
 

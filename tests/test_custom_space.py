@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_search
-from oneshot.space_configs import register_space_configs
+from oneshot.commandline.spaces import register_space_configs
 from supernets import check_space, spaces
 from supernets.genotype_file import load_genotype_file
 

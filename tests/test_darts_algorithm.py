@@ -9,12 +9,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from oneshot.algorithms import create_algorithm, list_algorithms
-from oneshot.algorithms.darts import DartsSearch
-from oneshot.architecture import ArchitectureParameters
-from oneshot.datamodule import SearchDataModule
+from oneshot.search.algorithms import create_algorithm, list_algorithms
+from oneshot.search.algorithms.darts import DartsSearch
+from oneshot.search.architecture import ArchitectureParameters
+from oneshot.training.datamodules import SearchDataModule
 from oneshot.errors import ConfigError
-from oneshot.guards import NonFiniteLossError, NonFiniteLossGuard
+from oneshot.search.guards import NonFiniteLossError, NonFiniteLossGuard
 from supernets.darts.search import DartsSupernet
 from tasks import load_task
 

@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from oneshot.datamodule import RetrainDataModule, SearchDataModule
+from oneshot.training.datamodules import RetrainDataModule, SearchDataModule
 from tasks import ImageDataset, TaskError, load_task
 from tasks.augment import normalize
 from tasks.split import search_split

@@ -10,7 +10,7 @@ import torch
 from supernets.darts.derived import DartsNetwork
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
-from supernets.decisions import CellChoices, Choice, flat_decisions
+from supernets.decisions import CellChoices, flat_decisions
 from supernets.errors import SpaceError
 from supernets.mixed import MixedOp, SparseRow
 from supernets.ops import DARTS_PRIMITIVES, create_op

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from oneshot.distributed import SearchDDPStrategy, make_strategy
+from oneshot.search.distributed import SearchDDPStrategy, make_strategy
 
 HELPERS = Path(__file__).parent / "helpers"
 

@@ -14,15 +14,15 @@ from torch import nn
 
 import oneshot.train as train_module
 from conftest import TINY_SEARCH, compose_search
-from oneshot.algorithms import create_algorithm
-from oneshot.algorithms.controller import Controller
-from oneshot.algorithms.enas import (CONTROLLER_STREAM, DERIVE_STREAM, WEIGHT_STREAM,
+from oneshot.search.algorithms import create_algorithm
+from oneshot.search.algorithms.controller import Controller
+from oneshot.search.algorithms.enas import (CONTROLLER_STREAM, DERIVE_STREAM, WEIGHT_STREAM,
                                      EnasSearch, batch_statistics)
-from oneshot.algorithms.sampling import step_generator
-from oneshot.checkpointing import load_checkpoint_file
-from oneshot.datamodule import SearchDataModule
+from oneshot.search.algorithms.sampling import step_generator
+from oneshot.storage.checkpointing import load_checkpoint_file
+from oneshot.training.datamodules import SearchDataModule
 from oneshot.errors import ConfigError
-from oneshot.genotypes import load_genotype
+from oneshot.storage.genotypes import load_genotype
 from oneshot.train import train
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet

@@ -9,8 +9,8 @@ from typing import Any, Iterable
 
 import pytest
 
-import oneshot.algorithms.enas as enas_module
-import oneshot.algorithms.spos as spos_module
+import oneshot.search.algorithms.enas as enas_module
+import oneshot.search.algorithms.spos as spos_module
 import oneshot.train as train_module
 from conftest import compose_search
 from tasks import ImageDataset, load_task

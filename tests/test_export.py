@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from oneshot.export import main
-from oneshot.genotypes import load_genotype
+from oneshot.storage.genotypes import load_genotype
 from supernets.errors import GenotypeError
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published

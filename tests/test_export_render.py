@@ -7,7 +7,7 @@ import re
 import pytest
 
 from oneshot.export import main
-from oneshot.genotypes import load_genotype
+from oneshot.storage.genotypes import load_genotype
 from oneshot.render import dot_available
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published

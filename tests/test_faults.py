@@ -9,12 +9,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-import oneshot.checkpointing as checkpointing
+import oneshot.storage.checkpointing as checkpointing
 import oneshot.train as train_module
 from conftest import compose_search
-from oneshot.cli import report_user_errors
-from oneshot.checkpointing import load_checkpoint_file
-from oneshot.guards import NonFiniteLossError
+from oneshot.commandline.checks import report_user_errors
+from oneshot.storage.checkpointing import load_checkpoint_file
+from oneshot.search.guards import NonFiniteLossError
 from oneshot.train import train
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oneshot.files import save_genotype_file
+from oneshot.storage.files import save_genotype_file
 from supernets.darts.genotype import DartsGenotype, load_darts_genotype
 from supernets.errors import GenotypeError
 from supernets.genotype_file import GenotypeFile, load_genotype_file

@@ -7,9 +7,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_search
-from oneshot.algorithms import create_algorithm, supported_spaces
-from oneshot.algorithms.gumbel import gumbel_softmax, straight_through, temperature
-from oneshot.algorithms.sampling import step_generator
+from oneshot.search.algorithms import create_algorithm, supported_spaces
+from oneshot.search.algorithms.gumbel import gumbel_softmax, straight_through, temperature
+from oneshot.search.algorithms.sampling import step_generator
 from oneshot.errors import ConfigError
 from oneshot.train import train
 from supernets.genotype_file import load_genotype_file

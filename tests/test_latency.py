@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_SEARCH, compose_search
-from oneshot.cost_table import CostTable, expected_cost, load_cost_table
+from oneshot.tables.cost import CostTable, expected_cost, load_cost_table
 from oneshot.errors import ConfigError
 from oneshot.latency import main
 from oneshot.train import train

@@ -7,8 +7,8 @@ import torch
 from hydra import compose, initialize_config_module
 
 from conftest import compose_search
-from oneshot.files import save_genotype_file
-from oneshot.genotypes import load_genotype
+from oneshot.storage.files import save_genotype_file
+from oneshot.storage.genotypes import load_genotype
 from oneshot.retrain import retrain
 from oneshot.train import train
 from supernets.choices import OpChoice

@@ -1,4 +1,4 @@
-"""Every option's type and range, checked before a run (``oneshot.config_schema``), and the
+"""Every option's type and range, checked before a run (``oneshot.commandline.schema``), and the
 one-line errors for bad values, a trainer Lightning refuses, and unwritable outputs."""
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ from pytorch_lightning.accelerators import AcceleratorRegistry
 
 import oneshot.latency as latency
 from conftest import TINY_SEARCH, compose_search
-from oneshot import config_schema as schema
-from oneshot.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
-from oneshot.algorithms.enas import ControllerConfig
-from oneshot.algorithms.gumbel import TAU_SCHEDULES
-from oneshot.algorithms.proxyless import FORMS, LatencyConfig
-from oneshot.algorithms.spos import STRATEGIES, SearchConfig
-from oneshot.cli import config_groups, run_cli, validate_overrides
+from oneshot.commandline import schema
+from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
+from oneshot.search.algorithms.enas import ControllerConfig
+from oneshot.search.algorithms.gumbel import TAU_SCHEDULES
+from oneshot.search.algorithms.proxyless import FORMS, LatencyConfig
+from oneshot.search.algorithms.spos import STRATEGIES, SearchConfig
+from oneshot.commandline.checks import config_groups, run_cli, validate_overrides
 from oneshot.errors import ConfigError
-from oneshot.retrain_module import RetrainOptimizerConfig
+from oneshot.retraining.module import RetrainOptimizerConfig
 from oneshot.train import build_trainer, train
 from supernets.spaces import get_space
 
 CONFIGS = {"train": "oneshot.conf.search", "retrain": "oneshot.conf.retrain",
            "latency": "oneshot.conf.latency"}
-CONF = Path(schema.__file__).parent / "conf"
+CONF = Path(schema.__file__).parents[1] / "conf"
 
 
 def _compose(entry: str, *overrides: str) -> DictConfig:
@@ -223,7 +223,7 @@ def test_schema_agrees_with_the_classes_the_options_build() -> None:
 
 
 def test_the_schema_runs_before_torch_is_imported() -> None:
-    code = "import sys, oneshot.config_schema; print('torch' in sys.modules)"
+    code = "import sys, oneshot.commandline.schema; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"

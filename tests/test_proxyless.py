@@ -10,12 +10,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_SEARCH, compose_search
-from oneshot.algorithms import algorithm_defaults, create_algorithm
-from oneshot.algorithms.binary_gates import (
+from oneshot.search.algorithms import algorithm_defaults, create_algorithm
+from oneshot.search.algorithms.binary_gates import (
     binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths)
-from oneshot.algorithms.sampling import step_generator
-from oneshot.algorithms.proxyless import LatencyConfig, ProxylessSearch
-from oneshot.cost_table import CostTable, expected_cost
+from oneshot.search.algorithms.sampling import step_generator
+from oneshot.search.algorithms.proxyless import LatencyConfig, ProxylessSearch
+from oneshot.tables.cost import CostTable, expected_cost
 from oneshot.errors import ConfigError
 from oneshot.retrain import retrain
 from oneshot.train import train

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from oneshot.files import save_genotype_file
+from oneshot.storage.files import save_genotype_file
 from supernets.darts.genotype import DartsGenotype, derive_darts_genotype, load_darts_genotype
 from supernets.darts.published import get_published, list_published
 from supernets.darts.topology import edge_inputs

@@ -9,8 +9,8 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_search
-from oneshot.cli import validate_overrides
-from oneshot.genotypes import load_genotype
+from oneshot.commandline.checks import validate_overrides
+from oneshot.storage.genotypes import load_genotype
 from oneshot.train import train
 from supernets.darts.published import get_published
 

@@ -16,10 +16,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_search
-from oneshot.checkpointing import load_checkpoint_file, save_atomic
+from oneshot.storage.checkpointing import load_checkpoint_file, save_atomic
 from oneshot.errors import ConfigError
-from oneshot.genotypes import load_genotype
-from oneshot.resume import find_resume_point
+from oneshot.storage.genotypes import load_genotype
+from oneshot.search.resume import find_resume_point
 from oneshot.train import train
 from supernets.errors import GenotypeError
 

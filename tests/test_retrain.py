@@ -13,13 +13,13 @@ import torch
 from hydra import compose, initialize_config_module
 from torch.nn import functional as F
 
-from oneshot.cli import validate_overrides
-from oneshot.datamodule import RetrainDataModule
+from oneshot.commandline.checks import validate_overrides
+from oneshot.training.datamodules import RetrainDataModule
 from oneshot.errors import ConfigError
-from oneshot.files import save_genotype_file
-from oneshot.genotypes import load_genotype
+from oneshot.storage.files import save_genotype_file
+from oneshot.storage.genotypes import load_genotype
 from oneshot.retrain import retrain
-from oneshot.retrain_module import RetrainModule, drop_path_at, retrain_loss
+from oneshot.retraining.module import RetrainModule, drop_path_at, retrain_loss
 from supernets.darts.derived import DartsNetwork
 from supernets.darts.published import get_published, list_published
 from supernets.errors import GenotypeError

@@ -10,9 +10,9 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from conftest import compose_search
-from oneshot.cli import report_user_errors
+from oneshot.commandline.checks import report_user_errors
 from oneshot.errors import ConfigError
-from oneshot.rundir import RunDirClaim, RunDirGuard, abandon_run_dirs, claim_run_dir
+from oneshot.storage.rundir import RunDirClaim, RunDirGuard, abandon_run_dirs, claim_run_dir
 from oneshot.train import train
 
 OFFLINE_CIFAR = ["task=cifar10", "task.root=nonexistent", "task.download=false"]

@@ -8,11 +8,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from conftest import compose_search
-from oneshot.algorithms import algorithm_defaults, create_algorithm
-from oneshot.algorithms.spos import WEIGHT_STREAM, SearchConfig
+from oneshot.search.algorithms import algorithm_defaults, create_algorithm
+from oneshot.search.algorithms.spos import WEIGHT_STREAM, SearchConfig
 from oneshot.errors import ConfigError
-from oneshot.search_strategies import aging_evolution, mutate, random_search, uniform_architecture
-from oneshot.search_strategies.scoring import preserved_batchnorm, recalibrate_batchnorm
+from oneshot.search.strategies import aging_evolution, mutate, random_search, uniform_architecture
+from oneshot.search.strategies.scoring import preserved_batchnorm, recalibrate_batchnorm
 from oneshot.train import train
 from supernets.darts.search import DartsSupernet
 from supernets.decisions import Choice

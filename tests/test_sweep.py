@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from conftest import TINY_SEARCH
-from oneshot.sweep import summarize_sweep
+from oneshot.storage.sweep import summarize_sweep
 
 
 def test_multirun_over_seeds_writes_a_summary(tmp_path: Path) -> None:

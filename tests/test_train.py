@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_search
-from oneshot.guards import NonFiniteLossError
+from oneshot.search.guards import NonFiniteLossError
 from oneshot.train import train
 from supernets.darts.genotype import DartsGenotype
 from supernets.genotype_file import load_genotype_file
@@ -118,7 +118,7 @@ def test_same_seed_gives_identical_alphas(search_run, tmp_path) -> None:
 
 
 def test_second_order_search_runs(tmp_path, monkeypatch) -> None:
-    import oneshot.algorithms.darts as darts
+    import oneshot.search.algorithms.darts as darts
 
     calls = []
     original = darts.unrolled_arch_gradients

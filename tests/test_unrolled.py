@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from oneshot.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
-from oneshot.architecture import ArchitectureParameters
+from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
+from oneshot.search.architecture import ArchitectureParameters
 from supernets.darts.search import DartsSupernet
 
 SMOOTH_CANDIDATES = ("none", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")

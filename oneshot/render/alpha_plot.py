@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from oneshot.errors import ConfigError
-from oneshot.files import write_atomic
+from oneshot.storage.files import write_atomic
 
 AlphaHistory = dict[str, dict[str, list[tuple[int, float]]]]
 """``label -> candidate -> [(epoch, probability), ...]``: the alpha/ scalars of a run."""

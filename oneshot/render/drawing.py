@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from oneshot.errors import ConfigError
-from oneshot.files import write_atomic
+from oneshot.storage.files import write_atomic
 
 IMAGE_FORMATS = ("svg", "png")
 DIAGRAM_FORMATS = ("dot", *IMAGE_FORMATS)

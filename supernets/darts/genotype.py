@@ -14,6 +14,7 @@ import torch
 from supernets.darts.topology import CELL_TYPES, edge_inputs, edge_label
 from supernets.errors import GenotypeError, SpaceError
 from supernets.genotype_file import load_genotype_file
+from supernets.mixed import weight_row
 from supernets.ops import DARTS_PRIMITIVES
 
 SPACE = "darts"
@@ -158,7 +159,7 @@ def derive_darts_genotype(weights: Mapping[str, torch.Tensor], candidates: Seque
     if max_skip_connect is not None and (isinstance(max_skip_connect, bool)
                                          or not isinstance(max_skip_connect, int) or max_skip_connect < 0):
         raise SpaceError(f"max_skip_connect must be a non-negative integer or null, got {max_skip_connect!r}")
-    rows = {cell_type: [_weight_row(weights, edge_label(cell_type, k), len(candidates))
+    rows = {cell_type: [weight_row(weights, edge_label(cell_type, k), len(candidates)).double().cpu().tolist()
                         for k in range(len(edge_inputs(steps)))] for cell_type in CELL_TYPES}
     cells = {cell_type: _derive_cell(rows[cell_type], candidates, usable, steps, banned=set())
              for cell_type in CELL_TYPES}
@@ -284,16 +285,3 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _weight_row(weights: Mapping[str, torch.Tensor], label: str, size: int) -> list[float]:
-    """The architecture-weight row of one edge as floats, checked for shape and finiteness."""
-    if label not in weights:
-        raise SpaceError(f"architecture weights have no row '{label}'; pass one row per edge "
-                         "labelled normal/edge_k and reduce/edge_k")
-    row = torch.as_tensor(weights[label]).detach()
-    if row.dim() != 1 or row.numel() != size:
-        raise SpaceError(f"architecture weights '{label}' must be a 1-D row of {size} values "
-                         f"(one per candidate), got shape {tuple(row.shape)}")
-    if not torch.isfinite(row).all():
-        raise SpaceError(f"architecture weights '{label}' contain NaN or inf; the search "
-                         "diverged, lower the learning rates and search again")
-    return row.double().cpu().tolist()

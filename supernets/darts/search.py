@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -77,6 +77,8 @@ class DartsSupernet(Supernet):
     ``max_skip_connect`` skip connections), ENAS's cell sampling and its evaluation network.
     """
 
+    genotype_class = DartsGenotype
+
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 8,
                  steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
                  in_channels: int = 3, candidates: Sequence[str] = DARTS_PRIMITIVES,
@@ -124,14 +126,6 @@ class DartsSupernet(Supernet):
     def sampled_genotype(self, choices: Mapping[str, int]) -> DartsGenotype:
         """The genotype of a sample of :meth:`sampling_decisions`."""
         return sampled_darts_genotype(choices, self.candidates, self.steps)
-
-    @classmethod
-    def genotype_from_dict(cls, data: Mapping[str, Any]) -> DartsGenotype:
-        return DartsGenotype.from_dict(data)
-
-    @classmethod
-    def genotype_from_text(cls, text: str) -> DartsGenotype:
-        return DartsGenotype.from_text(text)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

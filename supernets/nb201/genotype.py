@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from supernets.errors import GenotypeError, SpaceError
+from supernets.mixed import weight_row
 from supernets.nb201.ops import NB201_OPS
 from supernets.nb201.topology import NODES, edge_inputs, edge_label
 
@@ -125,18 +126,7 @@ def derive_nb201_genotype(weights: Mapping[str, torch.Tensor],
                          f"{', '.join(NB201_OPS)}; got {list(candidates)}")
     ops = []
     for k in range(NUM_EDGES):
-        label = edge_label(k)
-        if label not in weights:
-            raise SpaceError(f"architecture weights have no row '{label}'; pass one row per edge "
-                             f"labelled {edge_label(0)} .. {edge_label(NUM_EDGES - 1)}")
-        row = torch.as_tensor(weights[label]).detach()
-        if row.dim() != 1 or row.numel() != len(candidates):
-            raise SpaceError(f"architecture weights '{label}' must be a 1-D row of "
-                             f"{len(candidates)} values (one per candidate), got shape "
-                             f"{tuple(row.shape)}")
-        if not torch.isfinite(row).all():
-            raise SpaceError(f"architecture weights '{label}' contain NaN or inf; the search "
-                             "diverged, lower the learning rates and search again")
+        row = weight_row(weights, edge_label(k), len(candidates))
         ops.append(candidates[int(torch.argmax(row))])
     return Nb201Genotype(tuple(ops))
 

@@ -50,6 +50,8 @@ class Nb201Supernet(Nb201Skeleton, Supernet):
     unless given).
     """
 
+    genotype_class = Nb201Genotype
+
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 5,
                  in_channels: int = 3, candidates: Sequence[str] = NB201_OPS) -> None:
         candidates = tuple(candidates)
@@ -74,14 +76,6 @@ class Nb201Supernet(Nb201Skeleton, Supernet):
             raise SpaceError("the NAS-Bench-201 network needs an Nb201Genotype, "
                              f"got {type(genotype).__name__}")
         return {edge_label(k): op for k, op in enumerate(genotype.ops)}
-
-    @classmethod
-    def genotype_from_dict(cls, data: Mapping[str, Any]) -> Nb201Genotype:
-        return Nb201Genotype.from_dict(data)
-
-    @classmethod
-    def genotype_from_text(cls, text: str) -> Nb201Genotype:
-        return Nb201Genotype.from_text(text)
 
     @classmethod
     def fixed_network_options(cls, genotype: Any, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,8 +47,11 @@ class ProxylessSupernet(Supernet):
     ``s`` of ``depths[s]`` blocks of ``widths[s]`` output channels, the first with stride
     ``strides[s]``, then the head (1x1 convolution to ``head_channels``, pooling, classifier).
     Every block chooses ``mb<e>_k<k>`` for each expansion and kernel size; blocks after the
-    first of a stage may also choose ``zero`` (skip the block) when ``zero`` is set.
+    first of a stage may also choose ``zero`` (skip the block) when ``zero`` is set. The
+    genotype's text form leaves out the stem and head, so it is not read back.
     """
+
+    genotype_class = ProxylessGenotype
 
     def __init__(self, *, num_classes: int = 10, in_channels: int = 3, stem_channels: int = 32,
                  first_channels: int = 16, widths: Sequence[int] = DEFAULT_WIDTHS,
@@ -107,11 +110,6 @@ class ProxylessSupernet(Supernet):
                              f"got {type(genotype).__name__}")
         return {block_label(i): op for i, op in enumerate(genotype.ops)}
 
-    @classmethod
-    def genotype_from_dict(cls, data: Mapping[str, Any]) -> ProxylessGenotype:
-        return ProxylessGenotype.from_dict(data)
-
-    genotype_from_text = None  # the text form leaves out the stem and head: it is not read back
 
     @classmethod
     def fixed_network_options(cls, genotype: Any, options: Mapping[str, Any]) -> dict[str, Any]:

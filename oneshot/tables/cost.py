@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from oneshot.errors import ConfigError
-from oneshot.files import write_atomic
+from oneshot.storage.files import write_atomic
 
 FORMAT_VERSION = 1
 UNITS = ("ms", "MFLOPs")

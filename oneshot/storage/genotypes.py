@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oneshot.torchfile import UnreadableFileError, load_weights_only
+from oneshot.storage.torchfile import UnreadableFileError, load_weights_only
 from supernets.darts.published import get_published, list_published
 from supernets.errors import GenotypeError, SpaceError
 from supernets.genotype_file import load_genotype_file

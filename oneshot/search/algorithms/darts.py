@@ -7,8 +7,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from oneshot.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
-from oneshot.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
+from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
 
 
 class DartsSearch(OneShotSearch):

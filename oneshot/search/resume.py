@@ -18,9 +18,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from oneshot.checkpointing import load_checkpoint_file
+from oneshot.storage.checkpointing import load_checkpoint_file
 from oneshot.errors import ConfigError
-from oneshot.rundir import is_secondary_process, run_dir_of
+from oneshot.storage.rundir import is_secondary_process, run_dir_of
 
 EXTENDABLE = "trainer.max_epochs"  # the one option a resume takes from the command line
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from oneshot.search_strategies.base import (Architecture, Evaluator, Score, SearchResult, mutate,
+from oneshot.search.strategies.base import (Architecture, Evaluator, Score, SearchResult, mutate,
                                             uniform_architecture)
 from supernets.decisions import Choice
 

@@ -5,9 +5,9 @@ its candidates), an architecture as ``{label: index}``, and ask a ``score`` func
 fitness of each architecture they try (higher is better).
 """
 
-from oneshot.search_strategies.base import SearchResult, mutate, uniform_architecture
-from oneshot.search_strategies.evolution import aging_evolution
-from oneshot.search_strategies.random_search import random_search
+from oneshot.search.strategies.base import SearchResult, mutate, uniform_architecture
+from oneshot.search.strategies.evolution import aging_evolution
+from oneshot.search.strategies.random_search import random_search
 
 STRATEGIES = ("evolution", "random")
 

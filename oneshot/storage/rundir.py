@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from oneshot.errors import ConfigError
-from oneshot.files import write_atomic
+from oneshot.storage.files import write_atomic
 
 HYDRA_RECORDS = ".hydra"  # Hydra's own record of a launch; with ``*.log`` the only entries it adds
 SWEEP_RECORD = "multirun.yaml"  # what Hydra writes into a sweep dir before the first job

@@ -14,8 +14,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from oneshot.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
-from oneshot.algorithms.sampling import one_hot_rows, step_generator
+from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.search.algorithms.sampling import one_hot_rows, step_generator
 from oneshot.errors import ConfigError
 from supernets.mixed import ArchRow, SparseRow
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from oneshot.search_strategies.base import Evaluator, Score, SearchResult, uniform_architecture
+from oneshot.search.strategies.base import Evaluator, Score, SearchResult, uniform_architecture
 from supernets.decisions import Choice
 
 

@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 
-from oneshot.benchmark_table import BenchmarkTable
+from oneshot.tables.benchmark import BenchmarkTable
 from oneshot.errors import ConfigError
-from oneshot.files import save_genotype_file
+from oneshot.storage.files import save_genotype_file
 from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels,
                             write_diagrams)
 from supernets.measure import derived_params

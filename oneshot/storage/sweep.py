@@ -11,8 +11,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from oneshot.files import write_atomic
-from oneshot.genotypes import load_genotype
+from oneshot.storage.files import write_atomic
+from oneshot.storage.genotypes import load_genotype
 from supernets.errors import GenotypeError
 
 SUMMARY_FIELDS = ("job", "overrides", "seed", "epoch", "val_acc", "genotype", "run_dir")

@@ -31,9 +31,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from oneshot.algorithms.base import Batch, SupernetSearch, WeightOptimizerConfig
-from oneshot.algorithms.controller import Controller, SampledArchitecture
-from oneshot.algorithms.sampling import step_generator
+from oneshot.search.algorithms.base import Batch, SupernetSearch, WeightOptimizerConfig
+from oneshot.search.algorithms.controller import Controller, SampledArchitecture
+from oneshot.search.algorithms.sampling import step_generator
 from oneshot.errors import ConfigError
 from supernets.decisions import flat_decisions
 from supernets.mixed import ArchRow

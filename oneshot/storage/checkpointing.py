@@ -11,8 +11,8 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from oneshot.errors import ConfigError
-from oneshot.files import write_atomic
-from oneshot.torchfile import UnreadableFileError, load_weights_only
+from oneshot.storage.files import write_atomic
+from oneshot.storage.torchfile import UnreadableFileError, load_weights_only
 
 
 def save_atomic(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:

@@ -18,10 +18,10 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf import DictConfig, OmegaConf
 
 from oneshot import errors
-from oneshot.config_schema import check_options
+from oneshot.commandline.schema import check_options
 from oneshot.errors import ConfigError
-from oneshot.rundir import abandon_run_dirs
-from oneshot.space_configs import register_space_configs, target_as_choice
+from oneshot.storage.rundir import abandon_run_dirs
+from oneshot.commandline.spaces import register_space_configs, target_as_choice
 
 SHARED_CONFIG_MODULE = "oneshot.conf"  # groups every entry point uses (task)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
@@ -93,7 +93,7 @@ def _composed_without(config_name: str, overrides: list[str], bad: str,
 
 def validate_overrides(config_module: str, config_name: str, args: Sequence[str]) -> DictConfig:
     """Compose ``config_name`` with the command-line ``args`` and check every option's type and
-    range (``oneshot.config_schema``); a bad override or value raises ConfigError."""
+    range (``oneshot.commandline.schema``); a bad override or value raises ConfigError."""
     overrides = _first_values(args)
     groups = config_groups(config_module)
     for override in overrides:
@@ -171,7 +171,7 @@ def check_output_dir(config_module: str, config_name: str, args: Sequence[str]) 
 
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Run a Hydra task so a user error prints one line, exits 2, and takes back what the run
-    wrote (``oneshot.rundir``: only what it created, and nothing from a run dir with a checkpoint)."""
+    wrote (``oneshot.storage.rundir``: only what it created, and nothing from a run dir with a checkpoint)."""
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> Any:
@@ -231,7 +231,7 @@ def quiet_on_broken_pipe(main: Callable[..., int | None]) -> Callable[..., int |
 
 
 def prepare_spaces(argv: Sequence[str]) -> list[str]:
-    """Config nodes for installed spaces and chosen class paths (``oneshot.space_configs``);
+    """Config nodes for installed spaces and chosen class paths (``oneshot.commandline.spaces``);
     returns ``argv`` with ``space._target_=X`` written as ``space=X``. A space that cannot be
     loaded is a ConfigError."""
     args = target_as_choice(argv)

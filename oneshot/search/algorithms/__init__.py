@@ -10,13 +10,13 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from oneshot.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
-from oneshot.algorithms.darts import DartsSearch
-from oneshot.algorithms.enas import ControllerConfig, EnasSearch
-from oneshot.algorithms.gumbel import GdasSearch, SnasSearch
-from oneshot.algorithms.proxyless import LatencyConfig, ProxylessSearch
-from oneshot.algorithms.spos import SearchConfig, SposSearch
-from oneshot.cost_table import check_measured_for, load_cost_table
+from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
+from oneshot.search.algorithms.darts import DartsSearch
+from oneshot.search.algorithms.enas import ControllerConfig, EnasSearch
+from oneshot.search.algorithms.gumbel import GdasSearch, SnasSearch
+from oneshot.search.algorithms.proxyless import LatencyConfig, ProxylessSearch
+from oneshot.search.algorithms.spos import SearchConfig, SposSearch
+from oneshot.tables.cost import check_measured_for, load_cost_table
 from oneshot.errors import ConfigError
 
 

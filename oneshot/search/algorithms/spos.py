@@ -28,12 +28,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from oneshot.algorithms.base import Batch, SupernetSearch, WeightOptimizerConfig
-from oneshot.algorithms.sampling import step_generator
+from oneshot.search.algorithms.base import Batch, SupernetSearch, WeightOptimizerConfig
+from oneshot.search.algorithms.sampling import step_generator
 from oneshot.errors import ConfigError
-from oneshot.search_strategies import (STRATEGIES, SearchResult, aging_evolution, random_search,
+from oneshot.search.strategies import (STRATEGIES, SearchResult, aging_evolution, random_search,
                                        uniform_architecture)
-from oneshot.search_strategies.scoring import (correct_predictions, preserved_batchnorm,
+from oneshot.search.strategies.scoring import (correct_predictions, preserved_batchnorm,
                                                recalibrate_batchnorm)
 from supernets.decisions import flat_decisions
 

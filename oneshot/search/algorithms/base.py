@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from oneshot.architecture import ArchitectureParameters
-from oneshot.guards import NonFiniteLossGuard
+from oneshot.search.architecture import ArchitectureParameters
+from oneshot.search.guards import NonFiniteLossGuard
 from supernets.mixed import ArchRow
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -24,7 +24,7 @@ class WeightOptimizerConfig:
     """SGD with momentum on the supernet weights, cosine-annealed per epoch to ``lr_min``.
 
     The defaults, which differ between algorithms, are in each algorithm's YAML file
-    (:func:`oneshot.algorithms.algorithm_defaults`).
+    (:func:`oneshot.search.algorithms.algorithm_defaults`).
     """
 
     lr: float

@@ -9,11 +9,11 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from oneshot.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
-from oneshot.algorithms.binary_gates import (
+from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.search.algorithms.binary_gates import (
     binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths)
-from oneshot.algorithms.sampling import step_generator
-from oneshot.cost_table import CostTable, check_input_shape, expected_cost, load_cost_table
+from oneshot.search.algorithms.sampling import step_generator
+from oneshot.tables.cost import CostTable, check_input_shape, expected_cost, load_cost_table
 from oneshot.errors import ConfigError
 from supernets.cost import candidate_costs, mflops
 from supernets.mixed import SparseRow

@@ -1,0 +1,1 @@
+"""Retraining a genotype from scratch: the LightningModule that trains the derived network."""

@@ -1,0 +1,1 @@
+"""Tables searches read: benchmark results (NAS-Bench-201 style) and latency/FLOPs cost tables."""
