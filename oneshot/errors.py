@@ -13,9 +13,12 @@ class ConfigError(ValueError):
     """A configuration value or command-line override that cannot be used."""
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
     """The error classes that mean bad user input, from every package that raises one."""
-    from oneshot.search.guards import NonFiniteLossError
     from supernets.errors import GenotypeError, SpaceError
     from tasks.errors import TaskError
 

@@ -105,7 +105,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     from oneshot.search.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
                                    GenotypeWriter, SkipConnectEarlyStop)
     from oneshot.training.datamodules import SearchDataModule
-    from oneshot.search.guards import NonFiniteLossError
+    from oneshot.errors import NonFiniteLossError
     from oneshot.search.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
     from supernets.spaces import create_supernet
 

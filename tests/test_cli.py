@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from conftest import TINY_SEARCH, compose_search
 from oneshot.commandline.checks import BROKEN_PIPE_EXIT, config_groups, report_user_errors, validate_overrides
 from oneshot.errors import ConfigError
-from oneshot.search.guards import NonFiniteLossError
+from oneshot.errors import NonFiniteLossError
 from oneshot.train import check_config, train
 from tasks import TaskError
 

@@ -14,7 +14,8 @@ from oneshot.search.algorithms.darts import DartsSearch
 from oneshot.search.architecture import ArchitectureParameters
 from oneshot.training.datamodules import SearchDataModule
 from oneshot.errors import ConfigError
-from oneshot.search.guards import NonFiniteLossError, NonFiniteLossGuard
+from oneshot.errors import NonFiniteLossError
+from oneshot.search.guards import NonFiniteLossGuard
 from supernets.darts.search import DartsSupernet
 from tasks import load_task
 

@@ -14,7 +14,7 @@ import oneshot.train as train_module
 from conftest import compose_search
 from oneshot.commandline.checks import report_user_errors
 from oneshot.storage.checkpointing import load_checkpoint_file
-from oneshot.search.guards import NonFiniteLossError
+from oneshot.errors import NonFiniteLossError
 from oneshot.train import train
 
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_search
-from oneshot.search.guards import NonFiniteLossError
+from oneshot.errors import NonFiniteLossError
 from oneshot.train import train
 from supernets.darts.genotype import DartsGenotype
 from supernets.genotype_file import load_genotype_file

@@ -6,9 +6,7 @@ from typing import Mapping
 
 import torch
 
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
+from oneshot.errors import NonFiniteLossError
 
 
 class NonFiniteLossGuard:
