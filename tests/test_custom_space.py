@@ -127,3 +127,22 @@ def test_unregistered_space_by_class_path_hydra_target(tmp_path) -> None:
     missing = _run(EXAMPLE, "oneshot.train", "space=tricell.NoSuchNet")
     assert missing.returncode == 2 and missing.stderr.startswith(
         "error: cannot import space class 'tricell.NoSuchNet'")
+
+
+def test_the_readme_space_needs_no_registration(tmp_path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Your own search space", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme_space.py").write_text(code)
+    run_dir = tmp_path / "search"
+    done = _run(tmp_path, "oneshot.train", "space._target_=readme_space.MyNet", "algorithm=darts",
+                *TINY, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    document = load_genotype_file(run_dir / "genotype.json")
+    assert document.space == "readme_space.MyNet"
+    assert set(document.genotype["choices"]) == {"cell/op", "cell/input"}
+    retrained = _run(tmp_path, "oneshot.retrain", f"genotype={run_dir}", *TINY[:4],
+                     "data.batch_size=8", "data.eval_batch_size=16", "trainer.max_epochs=1",
+                     "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+                     f"hydra.run.dir={tmp_path / 'retrain'}")
+    assert retrained.returncode == 0, retrained.stderr
