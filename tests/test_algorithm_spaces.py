@@ -129,3 +129,13 @@ def _compose_retrain(*overrides: str):
             "trainer.enable_progress_bar=false"]
     with initialize_config_module(config_module="oneshot.conf.retrain", version_base="1.3"):
         return compose("retrain", overrides=[*tiny, *overrides])
+
+
+@pytest.mark.parametrize("space", shipped_spaces())
+def test_quick_preset_sizes_every_space(space: str) -> None:
+    algorithm = next(a for a in list_algorithms() if space in supported_spaces(a))
+    cfg = compose_search(f"space={space}", f"algorithm={algorithm}", "experiment=quick", base=())
+    options = {k: v for k, v in cfg.space.items() if k != "name"}
+    supernet = get_space(space).supernet(num_classes=10, **options)  # no option of another space
+    full = get_space(space).supernet(num_classes=10)
+    assert sum(p.numel() for p in supernet.parameters()) < sum(p.numel() for p in full.parameters())
