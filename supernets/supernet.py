@@ -136,9 +136,15 @@ class Supernet(nn.Module):
     @classmethod
     def genotype_choices(cls, genotype: Any) -> dict[str, ChoiceValue]:
         """``label -> choice`` of a genotype of this space (inverse of :meth:`genotype_from_choices`)."""
-        if not isinstance(genotype, ChoiceGenotype):
-            raise GenotypeError(f"{cls.__name__} takes a ChoiceGenotype, got {type(genotype).__name__}")
+        cls.require_genotype(genotype)
         return genotype.as_dict()
+
+    @classmethod
+    def require_genotype(cls, genotype: Any) -> None:
+        """Raise :class:`GenotypeError` unless ``genotype`` is a :attr:`genotype_class`."""
+        if not isinstance(genotype, cls.genotype_class):
+            raise GenotypeError(f"{cls.__name__} takes a {cls.genotype_class.__name__}, "
+                                f"got {type(genotype).__name__}")
 
 
     def check_genotype(self, genotype: Any) -> None:

@@ -72,9 +72,7 @@ class Nb201Supernet(Nb201Skeleton, Supernet):
 
     @classmethod
     def genotype_choices(cls, genotype: Any) -> dict[str, ChoiceValue]:
-        if not isinstance(genotype, Nb201Genotype):
-            raise SpaceError("the NAS-Bench-201 network needs an Nb201Genotype, "
-                             f"got {type(genotype).__name__}")
+        cls.require_genotype(genotype)
         return {edge_label(k): op for k, op in enumerate(genotype.ops)}
 
     @classmethod

@@ -105,18 +105,14 @@ class ProxylessSupernet(Supernet):
 
     @classmethod
     def genotype_choices(cls, genotype: Any) -> dict[str, ChoiceValue]:
-        if not isinstance(genotype, ProxylessGenotype):
-            raise SpaceError("the proxyless network needs a ProxylessGenotype, "
-                             f"got {type(genotype).__name__}")
+        cls.require_genotype(genotype)
         return {block_label(i): op for i, op in enumerate(genotype.ops)}
 
 
     @classmethod
     def fixed_network_options(cls, genotype: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         """The network's shape comes from the genotype, which records every stage."""
-        if not isinstance(genotype, ProxylessGenotype):
-            raise SpaceError("the proxyless network needs a ProxylessGenotype, "
-                             f"got {type(genotype).__name__}")
+        cls.require_genotype(genotype)
         mbconvs = [parse_mbconv(op) for op in genotype.ops if op != ZERO]
         return {"stem_channels": genotype.stem_channels,
                 "first_channels": genotype.first_channels,
