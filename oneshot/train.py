@@ -107,12 +107,15 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     from oneshot.training.datamodules import SearchDataModule
     from oneshot.errors import NonFiniteLossError
     from oneshot.search.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
+    from oneshot.search.distributed import available_cores, share_threads
+    from oneshot.storage.sweep import parallel_jobs, running_hydra_config
     from supernets.spaces import create_supernet
 
     resume = find_resume_point(cfg.resume) if cfg.get("resume") else None
     if resume is not None:
         cfg = resume_config(resume, overrides)
     check_config(cfg)
+    share_threads(cfg.get("threads"), cfg.trainer, parallel_jobs(running_hydra_config(), available_cores()))
     check_search_setup(cfg)
     table = benchmark_table(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -263,6 +263,7 @@ class EntrySchema:
 
 SEARCH = EntrySchema(groups=("task", "space", "algorithm"), options={
     "seed": SEED, "run_dir": path(null=True), "resume": path(null=True),
+    "threads": integer(1, null=True),
     "benchmark.table": path(null=True), "benchmark.arch_column": text(),
     "benchmark.columns": listing(text(), null=True),
     "early_stop.skip_connect": integer(1, null=True),
