@@ -84,6 +84,17 @@ def trainer_error(cfg: DictConfig, err: Exception) -> str:
     return f"cannot start the trainer with {setup}: {reason}"
 
 
+def step_checkpoint(cfg: DictConfig, run_dir: Path) -> pl.Callback:
+    """The callback that saves ``last.ckpt`` inside an epoch (``cfg.checkpoint``) and on SIGTERM,
+    SIGUSR1 or SIGINT (then stops the search; see ``oneshot.search.signals``)."""
+    from oneshot.search.signals import StepCheckpoint
+
+    node = cfg.get("checkpoint") or {}  # absent from the config of a run started before the option
+    return StepCheckpoint(run_dir / "checkpoints" / "last.ckpt", run_dir=run_dir,
+                          every_n_steps=node.get("every_n_steps"),
+                          every_minutes=node.get("every_minutes"))
+
+
 def load_task(name: str, **options: Any) -> Any:
     """``tasks.load_task`` (imported on first use: it brings torch)."""
     from tasks import load_task as load
@@ -144,6 +155,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         callbacks.append(SkipConnectEarlyStop(cfg.early_stop.skip_connect, space=cfg.space.name))
     if extended:
         callbacks.append(ExtendedSchedule())
+    callbacks.append(step_checkpoint(cfg, run_dir))
     trainer = build_trainer(cfg, run_dir, callbacks)
     if trainer.is_global_zero and (resume is None or extended):
         write_resolved_config(cfg, run_dir)

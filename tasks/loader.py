@@ -1,4 +1,9 @@
-"""In-memory batch loading: a dataset indexed by whole index tensors and a seeded batch sampler."""
+"""In-memory batch loading: a dataset indexed by whole index tensors and a seeded batch sampler.
+
+The loader is resumable: its ``state_dict`` records the epoch and how many batches of it were
+read, and after ``load_state_dict`` the next iteration continues at the following batch (the
+``state_dict``/``load_state_dict`` interface Lightning saves in a checkpoint's loop state).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,9 @@ class ShuffledBatchSampler(Sampler[torch.Tensor]):
 
     Under torch.distributed (or with explicit num_replicas/rank) each rank takes a disjoint,
     equally long slice of the epoch's order; the few items that do not divide evenly are skipped.
+
+    ``state_dict()`` is (epoch, batches read by the current iteration); after ``load_state_dict``
+    the next iteration skips the batches already read, then later ones start from the first.
     """
 
     def __init__(self, num_items: int, batch_size: int, *, shuffle: bool, seed: int,
@@ -62,6 +70,8 @@ class ShuffledBatchSampler(Sampler[torch.Tensor]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self._read = 0  # batches the current iteration has yielded
+        self._skip = 0  # batches the next iteration leaves out (set by load_state_dict)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order the next iteration produces."""
@@ -85,13 +95,41 @@ class ShuffledBatchSampler(Sampler[torch.Tensor]):
         order = self._order()
         per_rank = self._per_rank()
         mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        first, self._skip = self._skip, 0
+        self._read = first
+        for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            self._read += 1
             yield mine[start:start + self.batch_size]
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the current iteration is: its epoch and the number of batches it has yielded."""
+        return {"epoch": self.epoch, "batches": self._read}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from ``state``: the next iteration starts after its ``batches``."""
+        batches = int(state["batches"])
+        if not 0 <= batches <= len(self):
+            raise TaskError(f"the saved loader position, batch {batches}, is outside this loader's "
+                            f"{len(self)} batches; resume with the data the run was started with")
+        self.epoch = int(state["epoch"])
+        self._skip = batches
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a :class:`ShuffledBatchSampler` that saves and restores its position."""
+
+    def state_dict(self) -> dict[str, int]:
+        """The sampler's position (see :meth:`ShuffledBatchSampler.state_dict`)."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue at the batch after ``state``'s."""
+        self.sampler.load_state_dict(state)
 
 
 def make_loader(images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, shuffle: bool,
-                seed: int, drop_last: bool, reshuffle: bool = True) -> DataLoader:
+                seed: int, drop_last: bool, reshuffle: bool = True) -> ResumableLoader:
     """DataLoader yielding (images, labels) batches straight from memory (batch_size=None)."""
     sampler = ShuffledBatchSampler(len(labels), batch_size, shuffle=shuffle, seed=seed,
                                    drop_last=drop_last, reshuffle=reshuffle)
-    return DataLoader(TensorBatchDataset(images, labels), batch_size=None, sampler=sampler)
+    return ResumableLoader(TensorBatchDataset(images, labels), batch_size=None, sampler=sampler)

@@ -50,17 +50,49 @@ def test_kill_leaves_the_last_epoch_checkpoint(killed_and_resumed: dict) -> None
     assert killed_and_resumed["epoch_after_kill"] == 0
 
 
-def test_resumed_search_matches_uninterrupted(killed_and_resumed: dict) -> None:
-    resumed, straight = _alphas(killed_and_resumed["killed"]), _alphas(killed_and_resumed["uninterrupted"])
+def assert_same_search(resumed_dir: Path, straight_dir: Path) -> None:
+    """The resumed search ended with the alphas, genotype and per-epoch genotypes of the other."""
+    resumed, straight = _alphas(resumed_dir), _alphas(straight_dir)
     assert resumed.keys() == straight.keys() and len(resumed) == 28
     for key in resumed:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6)
-    final = [json.loads((killed_and_resumed[name] / "genotype.json").read_text())
-             for name in ("killed", "uninterrupted")]
+    final = [json.loads((run_dir / "genotype.json").read_text()) for run_dir in (resumed_dir, straight_dir)]
     assert final[0]["genotype"] == final[1]["genotype"]
     assert final[0]["meta"]["epoch"] == final[1]["meta"]["epoch"] == 2
-    assert sorted(os.listdir(killed_and_resumed["killed"] / "genotypes")) == [
+    assert sorted(os.listdir(resumed_dir / "genotypes")) == [
         "epoch_000.json", "epoch_001.json", "epoch_002.json"]
+
+
+def test_resumed_search_matches_uninterrupted(killed_and_resumed: dict) -> None:
+    assert_same_search(killed_and_resumed["killed"], killed_and_resumed["uninterrupted"])
+
+
+def _position(checkpoint_path: Path) -> tuple[int, int, list[dict]]:
+    """(epoch, training steps done, the loaders' saved positions) of a checkpoint."""
+    checkpoint = load_checkpoint_file(checkpoint_path)
+    loops = checkpoint["loops"]["fit_loop"]
+    return (checkpoint["epoch"], loops["epoch_loop.batch_progress"]["total"]["ready"],
+            loops["state_dict"]["combined_loader"])
+
+
+# 4 steps per epoch. A kill after the last step of an epoch (0:3) finds the checkpoint of the
+# step before it: one written at an epoch's last step would skip that epoch's end on resume.
+@pytest.mark.parametrize("kill_at, inside, steps", [
+    ("0:1", "checkpoint.every_n_steps=1", 2), ("1:2", "checkpoint.every_n_steps=1", 7),
+    ("0:3", "checkpoint.every_n_steps=1", 3), ("1:1", "checkpoint.every_n_steps=3", 6),
+    ("0:2", "checkpoint.every_minutes=0.000001", 3)])
+def test_killed_inside_an_epoch_resumes_exactly(killed_and_resumed: dict, tmp_path: Path,
+                                                kill_at: str, inside: str, steps: int) -> None:
+    killed = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, str(HELPERS / "killed_search.py"), str(killed), kill_at,
+                           inside], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    epoch, done, loaders = _position(killed / "checkpoints" / "last.ckpt")
+    assert (epoch, done) == (steps // 4, steps)
+    assert loaders == [{"epoch": epoch, "batches": steps % 4}] * 2  # the weight and the alpha half
+    train(compose_search(f"resume={killed}"))
+    assert_same_search(killed, killed_and_resumed["uninterrupted"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
 
 
 def test_resume_uses_the_saved_config(killed_and_resumed: dict) -> None:

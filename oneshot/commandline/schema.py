@@ -267,6 +267,8 @@ SEARCH = EntrySchema(groups=("task", "space", "algorithm"), options={
     "benchmark.table": path(null=True), "benchmark.arch_column": text(),
     "benchmark.columns": listing(text(), null=True),
     "early_stop.skip_connect": integer(1, null=True),
+    "checkpoint.every_n_steps": integer(1, null=True),
+    "checkpoint.every_minutes": number(above=0, null=True),
     "data.batch_size": integer(1), "data.eval_batch_size": integer(1),
     "data.channels_last": boolean(),
     **_prefixed("trainer", TRAINER)})

@@ -65,7 +65,16 @@ def check_checkpoint_matches(checkpoint_path: Path, *, space: str, algorithm: st
             f"checkpoint '{checkpoint_path}' is from a search of space={record.get('space')} "
             f"algorithm={saved_algorithm}, not space={space} algorithm={algorithm}; resume it with "
             "its own config")
-    return int(checkpoint.get("epoch", -1)) + 1
+    return finished_epochs(checkpoint)
+
+
+def finished_epochs(checkpoint: dict) -> int:
+    """The epochs a search had finished when it wrote ``checkpoint``: its epoch, plus one when it
+    was written at the epoch's end (not inside it, by ``checkpoint.every_n_steps`` or a signal)."""
+    progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
+    if progress is None:
+        return int(checkpoint.get("epoch", -1)) + 1
+    return int(progress["total"]["processed"])
 
 
 def resume_config(point: ResumePoint, overrides: Sequence[str]) -> DictConfig:

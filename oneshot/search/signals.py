@@ -1,0 +1,115 @@
+"""Checkpoints inside an epoch: every N steps, every M minutes, and on a stop signal.
+
+:class:`StepCheckpoint` writes ``checkpoints/last.ckpt`` at a step boundary (after a training
+batch, its updates done), where Lightning's loop state and the resumable loaders record the
+position, so a resume continues at the next batch. SIGTERM, SIGUSR1 and SIGINT ask for a stop:
+the search finishes its step, saves, prints one line saying how to resume, and exits with
+:data:`STOPPED_EXIT_CODE`. Further signals while it stops are only noted, so they cannot
+interrupt the save (which also writes a temporary file and renames it).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytorch_lightning as pl
+
+STOPPED_EXIT_CODE = 75
+"""The exit code of a search stopped by a signal after saving: ``EX_TEMPFAIL`` of sysexits.h,
+"try again later", distinct from 0 (finished), 1 (crashed) and 2 (bad input)."""
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class SearchStopped(SystemExit):
+    """Raised at a step boundary once the checkpoint is saved; exits with STOPPED_EXIT_CODE."""
+
+    def __init__(self) -> None:
+        super().__init__(STOPPED_EXIT_CODE)
+
+
+class StepCheckpoint(pl.Callback):
+    """Save ``path`` every ``every_n_steps`` training steps (batches) and/or every
+    ``every_minutes`` minutes, and at the first step boundary after a stop signal.
+
+    The last batch of an epoch is no such boundary: its checkpoint would skip the epoch's end
+    (validation, genotype, learning-rate step) on resume, so the epoch-end checkpoint follows
+    instead, and a stop waits for the next epoch's first step (a search that ends there
+    simply finishes). The handlers replace Lightning's from the first step to the last:
+    Lightning's own SIGTERM stop saves nothing and exits with 0.
+    """
+
+    def __init__(self, path: Path, *, run_dir: Path, every_n_steps: int | None = None,
+                 every_minutes: float | None = None) -> None:
+        self.path = path
+        self.run_dir = run_dir
+        self.every_n_steps = every_n_steps
+        self.every_seconds = None if every_minutes is None else 60.0 * every_minutes
+        self.received: int | None = None
+        self._forward: Any = None
+        self._last_save = time.monotonic()
+        self._previous: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler: remember the first stop signal (passing it to the processes
+        Lightning launched); the search acts on it at the step boundary."""
+        if self.received is None:
+            self.received = signum
+            if self._forward is not None:
+                self._forward.kill(signum)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.received = None
+        self._forward = trainer.strategy.launcher
+        self._last_save = time.monotonic()
+        self._previous = {signum: signal.signal(signum, self._note) for signum in STOP_SIGNALS}
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def _stop_requested(self, trainer: pl.Trainer) -> bool:
+        """Whether any process received a stop signal (every process takes part in the save)."""
+        if trainer.world_size == 1:
+            return self.received is not None
+        return trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+
+    def _due(self, trainer: pl.Trainer, steps: int) -> bool:
+        if self.every_n_steps is not None and steps % self.every_n_steps == 0:
+            return True
+        if self.every_seconds is None:
+            return False
+        return bool(trainer.strategy.broadcast(time.monotonic() - self._last_save >= self.every_seconds))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        if progress.current.ready >= trainer.num_training_batches:
+            return
+        stop = self._stop_requested(trainer)
+        if stop or self._due(trainer, progress.total.ready):
+            trainer.save_checkpoint(self.path)
+            self._last_save = time.monotonic()
+        if stop:
+            self._restore_handlers()
+            if trainer.is_global_zero:
+                print(f"{self._signal_name()}: search stopped after step {progress.total.ready} and "
+                      f"saved {self.path}; resume with: python -m oneshot.train resume={self.run_dir}",
+                      file=sys.stderr, flush=True)
+            raise SearchStopped()
+
+    def _signal_name(self) -> str:
+        return signal.Signals(self.received).name if self.received is not None else "a signal"
