@@ -1,0 +1,94 @@
+"""Stop signals: SIGTERM, SIGUSR1 and SIGINT save a checkpoint at the next step and exit 75."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_SEARCH, compose_search
+from oneshot.errors import ConfigError
+from oneshot.search.signals import STOPPED_EXIT_CODE
+from oneshot.storage.checkpointing import load_checkpoint_file
+from oneshot.train import check_config, train
+from test_resume import HELPERS, THREE_EPOCHS, assert_same_search
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("signals") / "uninterrupted"
+    train(compose_search(THREE_EPOCHS, f"run_dir={run_dir}"))
+    return run_dir
+
+
+def _signalled(run_dir: Path, name: str, *again: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(HELPERS / "signalled_search.py"), str(run_dir), name,
+                           *again], capture_output=True, text=True, timeout=300)
+
+
+def _stop_line(name: str, steps: int, run_dir: Path) -> str:
+    return (f"{name}: search stopped after step {steps} and saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
+            f"resume with: python -m oneshot.train resume={run_dir}")
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1", "SIGINT"])
+def test_signal_saves_at_the_next_step_and_resumes_exactly(uninterrupted: Path, tmp_path: Path,
+                                                            name: str) -> None:
+    run_dir = tmp_path / "run"
+    proc = _signalled(run_dir, name)  # the signal arrives after step 6 (epoch 1, its second batch)
+    assert proc.returncode == STOPPED_EXIT_CODE == 75, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1] == _stop_line(name, 7, run_dir)
+    checkpoint = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["epoch"] == 1
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["ready"] == 7
+    assert "Traceback" not in proc.stderr
+    train(compose_search(f"resume={run_dir}"))
+    assert_same_search(run_dir, uninterrupted)
+
+
+def test_second_signal_while_saving_leaves_a_valid_checkpoint(uninterrupted: Path,
+                                                              tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = _signalled(run_dir, "SIGTERM", "again")  # SIGTERM again in the middle of the save
+    assert proc.returncode == STOPPED_EXIT_CODE, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1] == _stop_line("SIGTERM", 7, run_dir)
+    assert os.listdir(run_dir / "checkpoints") == ["last.ckpt"]  # no temporary file left
+    train(compose_search(f"resume={run_dir}"))
+    assert_same_search(run_dir, uninterrupted)
+
+
+def test_command_line_search_stops_on_sigterm(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [*TINY_SEARCH, "trainer.max_epochs=50", "checkpoint.every_n_steps=1", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "oneshot.train", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == STOPPED_EXIT_CODE, err[-2000:]
+    line = err.splitlines()[-1]
+    assert line.startswith("SIGTERM: search stopped after step ") and line.endswith(
+        f"; resume with: python -m oneshot.train resume={run_dir}")
+    saved = load_checkpoint_file(checkpoint)
+    assert saved["epoch"] < 50 and (run_dir / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("checkpoint.every_n_steps=0", "checkpoint.every_n_steps must be a positive integer or null, got 0"),
+    ("checkpoint.every_minutes=0", "checkpoint.every_minutes must be a positive number or null, got 0"),
+    ("checkpoint.every_minutes=soon",
+     "checkpoint.every_minutes must be a positive number or null, got 'soon'")])
+def test_checkpoint_options_are_checked(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        check_config(compose_search(override))
+    assert str(err.value) == message
