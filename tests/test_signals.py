@@ -10,12 +10,16 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import TINY_SEARCH, compose_search
 from oneshot.errors import ConfigError
+from oneshot.search.resume import finished_epochs
 from oneshot.search.signals import STOPPED_EXIT_CODE
 from oneshot.storage.checkpointing import load_checkpoint_file
 from oneshot.train import check_config, train
+from tasks.errors import TaskError
+from tasks.loader import make_loader
 from test_resume import HELPERS, THREE_EPOCHS, assert_same_search
 
 
@@ -62,9 +66,12 @@ def test_second_signal_while_saving_leaves_a_valid_checkpoint(uninterrupted: Pat
     assert_same_search(run_dir, uninterrupted)
 
 
-def test_command_line_search_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ddp", [(), ("trainer.strategy=ddp", "trainer.devices=2", "task.num_train=128")],
+                         ids=["one process", "two processes"])
+def test_command_line_search_stops_on_sigterm(tmp_path: Path, ddp: tuple[str, ...]) -> None:
     run_dir = tmp_path / "run"
-    args = [*TINY_SEARCH, "trainer.max_epochs=50", "checkpoint.every_n_steps=1", f"hydra.run.dir={run_dir}"]
+    args = [*TINY_SEARCH, *ddp, "trainer.max_epochs=50", "checkpoint.every_n_steps=1",
+            f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen([sys.executable, "-m", "oneshot.train", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -79,6 +86,7 @@ def test_command_line_search_stops_on_sigterm(tmp_path: Path) -> None:
     line = err.splitlines()[-1]
     assert line.startswith("SIGTERM: search stopped after step ") and line.endswith(
         f"; resume with: python -m oneshot.train resume={run_dir}")
+    assert err.count("search stopped") == 1  # said once, by the first process
     saved = load_checkpoint_file(checkpoint)
     assert saved["epoch"] < 50 and (run_dir / "config.yaml").is_file()
 
@@ -92,3 +100,38 @@ def test_checkpoint_options_are_checked(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         check_config(compose_search(override))
     assert str(err.value) == message
+
+
+def _loader(batches: int = 5):
+    images = torch.arange(batches * 2).float()
+    return make_loader(images, torch.zeros(len(images)), batch_size=2, shuffle=True, seed=3,
+                       drop_last=True)
+
+
+def test_loader_continues_after_the_saved_batch() -> None:
+    whole = [indices.tolist() for indices, _ in _loader()]
+    loader = _loader()
+    read = iter(loader)
+    first = [next(read)[0].tolist() for _ in range(2)]
+    state = loader.state_dict()
+    assert state == {"epoch": 0, "batches": 2} and first == whole[:2]
+    resumed = _loader()
+    resumed.load_state_dict(state)
+    assert [x.tolist() for x, _ in resumed] == whole[2:]
+    assert [x.tolist() for x, _ in resumed] == whole  # the next pass starts from the first batch
+
+
+def test_loader_refuses_a_position_past_its_end() -> None:
+    with pytest.raises(TaskError, match=r"^the saved loader position, batch 6, is outside this "
+                                        r"loader's 5 batches; resume with the data the run was "
+                                        r"started with$"):
+        _loader().load_state_dict({"epoch": 0, "batches": 6})
+
+
+@pytest.mark.parametrize("processed, finished", [(2, 2), (3, 3)])
+def test_finished_epochs_of_a_checkpoint(processed: int, finished: int) -> None:
+    # written inside epoch 2 (2 epochs processed) or at its end (3): not epoch + 1 for both
+    progress = {"total": {"ready": 3, "completed": 2, "started": 3, "processed": processed}}
+    checkpoint = {"epoch": 2, "loops": {"fit_loop": {"epoch_progress": progress}}}
+    assert finished_epochs(checkpoint) == finished
+    assert finished_epochs({"epoch": 2}) == 3  # a checkpoint without loop state: the epoch's end
