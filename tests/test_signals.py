@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ import torch
 from conftest import TINY_SEARCH, compose_search
 from oneshot.errors import ConfigError
 from oneshot.search.resume import finished_epochs
-from oneshot.search.signals import STOPPED_EXIT_CODE
+from oneshot.search.signals import STOPPED_EXIT_CODE, StepCheckpoint
 from oneshot.storage.checkpointing import load_checkpoint_file
 from oneshot.train import check_config, train
 from tasks.errors import TaskError
@@ -135,3 +137,21 @@ def test_finished_epochs_of_a_checkpoint(processed: int, finished: int) -> None:
     checkpoint = {"epoch": 2, "loops": {"fit_loop": {"epoch_progress": progress}}}
     assert finished_epochs(checkpoint) == finished
     assert finished_epochs({"epoch": 2}) == 3  # a checkpoint without loop state: the epoch's end
+
+
+def test_search_in_another_thread_keeps_the_handlers(tmp_path: Path) -> None:
+    # signal handlers can only be set from the main thread (a launcher may run a job in another)
+    callback = StepCheckpoint(tmp_path / "last.ckpt", run_dir=tmp_path)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(launcher=None))
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            callback.on_train_start(trainer, None)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    worker = threading.Thread(target=start)
+    worker.start()
+    worker.join()
+    assert errors == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -67,7 +68,8 @@ class StepCheckpoint(pl.Callback):
         self.received = None
         self._forward = trainer.strategy.launcher
         self._last_save = time.monotonic()
-        self._previous = {signum: signal.signal(signum, self._note) for signum in STOP_SIGNALS}
+        if threading.current_thread() is threading.main_thread():  # only it can set handlers
+            self._previous = {signum: signal.signal(signum, self._note) for signum in STOP_SIGNALS}
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous.items():
