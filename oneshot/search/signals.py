@@ -65,6 +65,7 @@ class StepCheckpoint(pl.Callback):
                 self._forward.kill(signum)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the clock of ``every_minutes`` and take over the stop signals."""
         self.received = None
         self._forward = trainer.strategy.launcher
         self._last_save = time.monotonic()
@@ -72,15 +73,18 @@ class StepCheckpoint(pl.Callback):
             self._previous = {signum: signal.signal(signum, self._note) for signum in STOP_SIGNALS}
 
     def _restore_handlers(self) -> None:
+        """Give the stop signals back to the handlers they had before the first step."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The last step is done: the signals go back (before Lightning restores its own)."""
         self._restore_handlers()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                      exception: BaseException) -> None:
+        """The search failed or stopped: the signals go back."""
         self._restore_handlers()
 
     def _stop_requested(self, trainer: pl.Trainer) -> bool:
@@ -90,6 +94,7 @@ class StepCheckpoint(pl.Callback):
         return trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
 
     def _due(self, trainer: pl.Trainer, steps: int) -> bool:
+        """Whether ``every_n_steps`` or ``every_minutes`` asks for a checkpoint after ``steps``."""
         if self.every_n_steps is not None and steps % self.every_n_steps == 0:
             return True
         if self.every_seconds is None:
@@ -98,6 +103,7 @@ class StepCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
+        """Save when due or asked to stop (not at an epoch's last step); then stop if asked."""
         progress = trainer.fit_loop.epoch_loop.batch_progress
         if progress.current.ready >= trainer.num_training_batches:
             return
@@ -114,4 +120,5 @@ class StepCheckpoint(pl.Callback):
             raise SearchStopped()
 
     def _signal_name(self) -> str:
+        """The name of the signal received here, e.g. ``SIGTERM``."""
         return signal.Signals(self.received).name if self.received is not None else "a signal"
