@@ -17,12 +17,17 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class DivergedProcessesError(RuntimeError):
+    """The processes of a distributed search derived different genotypes."""
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
     """The error classes that mean bad user input, from every package that raises one."""
     from supernets.errors import GenotypeError, SpaceError
     from tasks.errors import TaskError
 
-    return ConfigError, TaskError, SpaceError, GenotypeError, NonFiniteLossError
+    return (ConfigError, TaskError, SpaceError, GenotypeError, NonFiniteLossError,
+            DivergedProcessesError)
 
 
 def __getattr__(name: str) -> Any:

@@ -114,7 +114,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
 
     from oneshot.search.algorithms import check_search_setup, create_algorithm
     from oneshot.search.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
-                                   GenotypeWriter, SkipConnectEarlyStop)
+                                   GenotypeAgreement, GenotypeWriter, SkipConnectEarlyStop)
     from oneshot.training.datamodules import SearchDataModule
     from oneshot.errors import NonFiniteLossError
     from oneshot.search.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
@@ -146,7 +146,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     run_dir = resume.run_dir if resume is not None else resolve_run_dir(cfg)
     meta = {"task": cfg.task.name, "algorithm": cfg.algorithm.name, "seed": cfg.seed,
             "space_options": _options(cfg.space)}  # how to build the space's fixed network
-    callbacks = [EpochSeed(cfg.seed), AlphaLogger(),
+    callbacks = [EpochSeed(cfg.seed), GenotypeAgreement(), AlphaLogger(),
                  GenotypeWriter(run_dir, space=cfg.space.name, meta=meta, benchmark=table),
                  CellDiagramWriter(run_dir, space=cfg.space.name)]
     if table is not None:

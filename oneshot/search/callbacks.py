@@ -1,7 +1,9 @@
-"""Callbacks that show the search: alphas in TensorBoard, genotype files, cell diagrams."""
+"""Callbacks that show the search (alphas in TensorBoard, genotype files, cell diagrams) and
+check that the processes of a distributed search agree on its genotype."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import warnings
@@ -18,7 +20,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from oneshot.tables.benchmark import BenchmarkTable
-from oneshot.errors import ConfigError
+from oneshot.errors import ConfigError, DivergedProcessesError
 from oneshot.storage.files import save_genotype_file
 from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels,
                             write_diagrams)
@@ -121,6 +123,34 @@ class SkipConnectEarlyStop(pl.Callback):
             trainer.should_stop = True
 
 
+def genotype_hash(genotype: Any) -> int:
+    """A 63-bit hash of the genotype's text, the same in every process (unlike ``hash``)."""
+    digest = hashlib.sha256(str(genotype).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class GenotypeAgreement(pl.Callback):
+    """At the end of every epoch of a multi-process search, stop unless every process derives
+    the same genotype: the hashes of the genotype texts (one integer per process) are
+    all-gathered and compared with rank 0's."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size < 2:
+            return
+        local = torch.tensor([genotype_hash(pl_module.genotype())], dtype=torch.long,
+                             device=pl_module.device)
+        hashes = trainer.strategy.all_gather(local).reshape(-1).tolist()
+        differing = [str(rank) for rank, value in enumerate(hashes) if value != hashes[0]]
+        if differing:
+            ranks = (f"ranks {', '.join(differing)} differ" if len(differing) > 1
+                     else f"rank {differing[0]} differs")
+            raise DivergedProcessesError(
+                f"the {len(hashes)} processes derived different genotypes at the end of epoch "
+                f"{trainer.current_epoch} ({ranks} from rank 0), so their architecture states "
+                "diverged; search on one process (trainer.devices=1) and report this with the "
+                "run's config.yaml")
+
+
 class GenotypeWriter(pl.Callback):
     """Writes ``genotypes/epoch_NNN.json`` each epoch and ``genotype.json`` when the search ends.
 
@@ -142,7 +172,8 @@ class GenotypeWriter(pl.Callback):
         val_acc = float(value) if value is not None else None
         if val_acc is not None and math.isnan(val_acc):
             val_acc = None
-        return {**self.meta, "epoch": trainer.current_epoch, "val_acc": val_acc}
+        return {**self.meta, "epoch": trainer.current_epoch, "val_acc": val_acc,
+                "world_size": trainer.world_size}
 
     def _params(self, genotype: Any) -> dict[str, int]:
         """``params``: the size of the network the genotype is retrained as, at its defaults."""

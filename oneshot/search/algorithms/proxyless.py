@@ -85,6 +85,7 @@ class ProxylessSearch(OneShotSearch):
     """
 
     algorithm_name = "proxyless"
+    ddp_find_unused_parameters = True  # a weight step runs one sampled path per choice point
 
     def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int,
                  latency: LatencyConfig, weight_optimizer: WeightOptimizerConfig,
