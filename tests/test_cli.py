@@ -141,6 +141,16 @@ def test_user_errors_print_one_line_and_exit_2(error: Exception, capsys) -> None
     assert capsys.readouterr().err == "error: bad value\n"
 
 
+def test_only_the_first_ddp_process_prints_the_error(capsys, monkeypatch) -> None:
+    def job(cfg):
+        raise ConfigError("ranks disagree")
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(SystemExit) as info:
+        report_user_errors(job)(None)
+    assert info.value.code == 2 and capsys.readouterr().err == ""
+
+
 def test_other_errors_are_not_hidden() -> None:
     def job(cfg):
         raise KeyError("a bug")

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from oneshot import errors
 from oneshot.commandline.schema import check_options
 from oneshot.errors import ConfigError
-from oneshot.storage.rundir import abandon_run_dirs
+from oneshot.storage.rundir import abandon_run_dirs, is_secondary_process
 from oneshot.commandline.spaces import register_space_configs, target_as_choice
 
 SHARED_CONFIG_MODULE = "oneshot.conf"  # groups every entry point uses (task)
@@ -189,7 +189,8 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
                 raise
             message = (f"cannot write {err.filename or 'the run dir'}: {err.strerror}; free some space "
                        "or choose another run dir with hydra.run.dir=DIR")
-        print(f"error: {message}", file=sys.stderr)
+        if not is_secondary_process():  # every DDP rank stops; the first one says why
+            print(f"error: {message}", file=sys.stderr)
         abandon_run_dirs(_run_dir_option(cfg))
         sys.exit(2)
 
