@@ -158,3 +158,10 @@ def test_slurm_launcher_preset_composes() -> None:
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.max_num_timeout) == ("gpu", 1440, 0)
+
+
+def test_unknown_launcher_is_refused_in_one_line(tmp_path: Path) -> None:
+    proc = run_sweep(tmp_path, "hydra/launcher=nosuch", "seed=0,1", *ONE_EPOCH)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["error: In 'hydra/config': Could not find 'hydra/launcher/nosuch'"]
+    assert list(tmp_path.iterdir()) == []
