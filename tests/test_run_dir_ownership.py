@@ -164,3 +164,18 @@ def test_guard_lets_a_resume_use_its_own_run_dir(search_run: dict) -> None:
     with pytest.raises(SystemExit) as exited:  # without resume= the same dir is refused
         RunDirGuard().on_run_start(_hydra_config(f"hydra.run.dir={run_dir}"))
     assert exited.value.code == 2
+
+
+def test_a_secondary_ddp_process_writes_nothing_into_the_run_dir(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    # Its write probe raced the first process's "run dir already holds files" check.
+    from omegaconf import OmegaConf
+
+    from oneshot.storage.rundir import resolve_run_dir
+
+    touched: list[Path] = []
+    monkeypatch.setattr(Path, "touch", lambda self, *a, **k: touched.append(self))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    run_dir = tmp_path / "run"
+    assert resolve_run_dir(OmegaConf.create({"run_dir": str(run_dir)})) == run_dir
+    assert run_dir.is_dir() and list(run_dir.iterdir()) == [] and touched == []

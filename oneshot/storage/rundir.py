@@ -151,8 +151,10 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
         run_dir, option, hydra_records = Path(HydraConfig.get().runtime.output_dir), "hydra.run.dir", True
     else:
         run_dir, option, hydra_records = Path.cwd(), "run_dir", False
-    if not is_secondary_process():
-        claim_run_dir(run_dir, option, hydra_records=hydra_records)
+    if is_secondary_process():  # the first process claims and probes: writing here would race it
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    claim_run_dir(run_dir, option, hydra_records=hydra_records)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
