@@ -27,7 +27,7 @@ Measure = Callable[[nn.Module, Shape, torch.device], float]
 
 def choice_inputs(supernet: Supernet,
                   input_size: Sequence[int]) -> dict[str, list[tuple[OpChoice, Shape]]]:
-    """Every operation choice of each label with the input shape it sees.
+    """Every operation choice of each operation label with the input shape it sees.
 
     Runs one eval-mode forward pass of zeros (one cheap candidate per choice point) and records
     the input of every :class:`~supernets.choices.OpChoice`.
@@ -40,7 +40,8 @@ def choice_inputs(supernet: Supernet,
         if not usable:
             raise SpaceError(f"choice point '{label}' has only free candidates {names}")
         rows[label] = SparseRow(torch.zeros(len(names), device=device), (usable[0],))
-    found: dict[str, list[tuple[OpChoice, Shape]]] = {label: [] for label in choices}
+    found: dict[str, list[tuple[OpChoice, Shape]]] = {
+        label: [] for label in choices if isinstance(supernet.choice(label), OpChoice)}
 
     def record(module: nn.Module, args: tuple[object, ...]) -> None:
         if isinstance(module, OpChoice) and isinstance(args[0], torch.Tensor):
@@ -63,12 +64,15 @@ def choice_inputs(supernet: Supernet,
     return found
 
 
-def candidate_costs(supernet: nn.Module, input_size: Sequence[int],
+def candidate_costs(supernet: Supernet, input_size: Sequence[int],
                     measure: Measure) -> dict[str, dict[str, float]]:
     """``label -> candidate -> cost``: ``measure(op, input_shape, device)`` summed over the
-    label's modules (on the supernet's device)."""
+    label's modules (on the supernet's device). Choosing inputs computes nothing: an input
+    choice's candidates cost zero."""
     device = _device(supernet)
-    costs: dict[str, dict[str, float]] = {}
+    costs: dict[str, dict[str, float]] = {
+        label: dict.fromkeys(names, 0.0) for label, names in supernet.choice_points().items()
+        if not isinstance(supernet.choice(label), OpChoice)}
     for label, uses in choice_inputs(supernet, input_size).items():
         row = {}
         for i, name in enumerate(uses[0][0].candidates):
