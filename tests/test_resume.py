@@ -16,6 +16,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_search
+from oneshot.search.algorithms import list_algorithms, supported_spaces
+from test_algorithm_spaces import ALGORITHM_TINY
 from oneshot.storage.checkpointing import load_checkpoint_file, save_atomic
 from oneshot.errors import ConfigError
 from oneshot.storage.genotypes import load_genotype
@@ -259,3 +261,26 @@ def test_checkpoint_written_before_the_choices_redesign_resumes(tmp_path: Path) 
     assert set(after["state_dict"]) == set(before["state_dict"])
     assert after["epoch"] == 1 and (run_dir / "genotypes" / "epoch_001.json").is_file()
     assert result["genotype"].steps == 2
+
+
+@pytest.mark.parametrize("algorithm", [a for a in list_algorithms()
+                                       if a != "darts" and "darts" in supported_spaces(a)])
+def test_every_algorithm_resumes_a_mid_epoch_checkpoint_exactly(tmp_path: Path,
+                                                                 algorithm: str) -> None:
+    options = [f"algorithm={algorithm}", "trainer.max_epochs=1", *ALGORITHM_TINY.get(algorithm, ())]
+    killed = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, str(HELPERS / "killed_search.py"), str(killed), "0:1",
+                           "checkpoint.every_n_steps=1", *options],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert _position(killed / "checkpoints" / "last.ckpt")[:2] == (0, 2)
+    train(compose_search(f"resume={killed}"))
+    straight = tmp_path / "straight"
+    train(compose_search(f"run_dir={straight}", *options))
+    resumed_state, straight_state = (load_checkpoint_file(d / "checkpoints" / "last.ckpt")["state_dict"]
+                                     for d in (killed, straight))
+    assert resumed_state.keys() == straight_state.keys()
+    for key, value in straight_state.items():
+        torch.testing.assert_close(resumed_state[key], value, rtol=0, atol=1e-6, msg=key)
+    genotypes = [json.loads((d / "genotype.json").read_text())["genotype"] for d in (killed, straight)]
+    assert genotypes[0] == genotypes[1]
