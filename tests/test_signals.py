@@ -155,3 +155,15 @@ def test_search_in_another_thread_keeps_the_handlers(tmp_path: Path) -> None:
     worker.start()
     worker.join()
     assert errors == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_processes_on_an_accelerator_agree_only_every_sync_every_steps() -> None:
+    from oneshot.search.signals import SYNC_EVERY, StepCheckpoint
+
+    callback = StepCheckpoint(Path("last.ckpt"), run_dir=Path("."), every_minutes=1e-9)
+    callback.received = signal.SIGTERM
+    gpu = SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device=torch.device("cuda")))
+    # no collective (and no host synchronisation) between the agreed steps
+    assert callback._agreed(gpu, SYNC_EVERY + 1) == (False, False)
+    alone = SimpleNamespace(world_size=1, strategy=None)
+    assert callback._agreed(alone, 3) == (True, True)  # one process: its own flags, no exchange

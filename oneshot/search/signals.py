@@ -19,12 +19,15 @@ from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 STOPPED_EXIT_CODE = 75
 """The exit code of a search stopped by a signal after saving: ``EX_TEMPFAIL`` of sysexits.h,
 "try again later", distinct from 0 (finished), 1 (crashed) and 2 (bad input)."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+SYNC_EVERY = 50
+"""On an accelerator, processes agree on a stop (or a timed save) every this many steps."""
 
 
 class SearchStopped(SystemExit):
@@ -87,19 +90,23 @@ class StepCheckpoint(pl.Callback):
         """The search failed or stopped: the signals go back."""
         self._restore_handlers()
 
-    def _stop_requested(self, trainer: pl.Trainer) -> bool:
-        """Whether any process received a stop signal (every process takes part in the save)."""
+    def _agreed(self, trainer: pl.Trainer, steps: int) -> tuple[bool, bool]:
+        """``(stop, minutes_due)`` as every process sees them: a stop signal received by any
+        process, ``every_minutes`` elapsed on any. Several processes exchange the two flags in
+        one collective, every step on the CPU and every :data:`SYNC_EVERY` steps on an
+        accelerator (no per-step host synchronisation); one process exchanges nothing."""
+        stop = self.received is not None
+        timed = self.every_seconds is not None and \
+            time.monotonic() - self._last_save >= self.every_seconds
         if trainer.world_size == 1:
-            return self.received is not None
-        return trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
-
-    def _due(self, trainer: pl.Trainer, steps: int) -> bool:
-        """Whether ``every_n_steps`` or ``every_minutes`` asks for a checkpoint after ``steps``."""
-        if self.every_n_steps is not None and steps % self.every_n_steps == 0:
-            return True
-        if self.every_seconds is None:
-            return False
-        return bool(trainer.strategy.broadcast(time.monotonic() - self._last_save >= self.every_seconds))
+            return stop, timed
+        device = trainer.strategy.root_device
+        if device.type != "cpu" and steps % SYNC_EVERY:
+            return False, False
+        flags = torch.tensor([float(stop), float(timed)], device=device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        stop, timed = (bool(flag) for flag in flags.tolist())
+        return stop, timed
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
@@ -107,14 +114,16 @@ class StepCheckpoint(pl.Callback):
         progress = trainer.fit_loop.epoch_loop.batch_progress
         if progress.current.ready >= trainer.num_training_batches:
             return
-        stop = self._stop_requested(trainer)
-        if stop or self._due(trainer, progress.total.ready):
+        steps = progress.total.ready
+        stop, timed = self._agreed(trainer, steps)
+        counted = self.every_n_steps is not None and steps % self.every_n_steps == 0
+        if stop or timed or counted:
             trainer.save_checkpoint(self.path)
             self._last_save = time.monotonic()
         if stop:
             self._restore_handlers()
             if trainer.is_global_zero:
-                print(f"{self._signal_name()}: search stopped after step {progress.total.ready} and "
+                print(f"{self._signal_name()}: search stopped after step {steps} and "
                       f"saved {self.path}; resume with: python -m oneshot.train resume={self.run_dir}",
                       file=sys.stderr, flush=True)
             raise SearchStopped()
