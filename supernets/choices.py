@@ -286,6 +286,11 @@ def fixed_architecture(choices: Mapping[str, ChoiceValue]) -> Iterator[None]:
                             "space does not have; derive it from this space")
 
 
+def building_fixed_network() -> bool:
+    """Whether a fixed network is being built (inside :func:`fixed_architecture`)."""
+    return bool(_FIXED)
+
+
 def is_choice(module: nn.Module) -> bool:
     """Whether ``module`` is an operation or input choice."""
     return isinstance(module, (OpChoice, InputChoice))

@@ -8,7 +8,7 @@ it works unchanged under ``torch.func.functional_call``, DDP and ``torch.compile
 
 Everything else has a default that a space may override: :meth:`Supernet.choice_points` (found
 by walking the modules), :meth:`Supernet.derive` (argmax per operation, top-k per input
-choice), the genotype (:class:`~supernets.choice_genotype.ChoiceGenotype`), the discrete
+choice), :meth:`Supernet.node_edges` (which edges feed which node; none declared), the genotype (:class:`~supernets.choice_genotype.ChoiceGenotype`), the discrete
 decisions sampling algorithms draw (:meth:`Supernet.sampling_decisions`) and the fixed network
 of a genotype (:meth:`Supernet.fixed_network`).
 """
@@ -112,6 +112,14 @@ class Supernet(nn.Module):
         if label not in index:
             raise SpaceError(f"this space has no choice '{label}'; its labels: {', '.join(index)}")
         return index[label][0]
+
+    def node_edges(self) -> dict[str, list[str]] | None:
+        """The operation-choice labels of the edges summed into each node, by node name.
+
+        Edge normalization (``algorithm=pcdarts``) weights a node's incoming edges by a softmax
+        over them. ``None`` (the default) says the space does not declare its nodes.
+        """
+        return None
 
     # -- deriving a genotype ---------------------------------------------------------------
     def derive(self, weights: Mapping[str, torch.Tensor]) -> Any:

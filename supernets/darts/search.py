@@ -15,6 +15,7 @@ from supernets.choices import OpChoice
 from supernets.decisions import CellChoices
 from supernets.errors import SpaceError
 from supernets.mixed import SparseRow, is_unused
+from supernets.partial import check_partial_channels, partial_edge
 from supernets.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op
 from supernets.supernet import Supernet
 
@@ -28,10 +29,15 @@ def _search_op(name: str, c: int, stride: int) -> nn.Module:
 
 
 class SearchCell(nn.Module):
-    """A DARTS cell whose every edge is an :class:`OpChoice` over the candidate operations."""
+    """A DARTS cell whose every edge is an :class:`OpChoice` over the candidate operations.
+
+    With ``partial_channels`` K > 1 each edge mixes ``1 / K`` of the channels
+    (:func:`~supernets.partial.partial_edge`).
+    """
 
     def __init__(self, *, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, c: int,
-                 reduction: bool, reduction_prev: bool, candidates: Sequence[str]) -> None:
+                 reduction: bool, reduction_prev: bool, candidates: Sequence[str],
+                 partial_channels: int = 1) -> None:
         super().__init__()
         self.cell_type = CELL_TYPES[1] if reduction else CELL_TYPES[0]
         self.steps = steps
@@ -43,9 +49,16 @@ class SearchCell(nn.Module):
         self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=False)
         self.inputs = edge_inputs(steps)
         self.edges = nn.ModuleList(
-            OpChoice(edge_label(self.cell_type, k), candidates,
-                     build=lambda name, j=j: _search_op(name, c, 2 if reduction and j < 2 else 1))
+            self._edge(edge_label(self.cell_type, k), candidates, c,
+                       2 if reduction and j < 2 else 1, partial_channels)
             for k, (_, j) in enumerate(self.inputs))
+
+    @staticmethod
+    def _edge(label: str, candidates: Sequence[str], c: int, stride: int,
+              partial_channels: int) -> nn.Module:
+        def choice(channels: int) -> OpChoice:
+            return OpChoice(label, candidates, build=lambda name: _search_op(name, channels, stride))
+        return partial_edge(choice, c, partial_channels, stride)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         """Edges whose row is unused (:func:`~supernets.mixed.is_unused`) are skipped."""
@@ -75,6 +88,8 @@ class DartsSupernet(Supernet):
 
     It keeps DARTS' derive rule (two strongest non-``none`` inputs per node, optionally at most
     ``max_skip_connect`` skip connections), ENAS's cell sampling and its evaluation network.
+    ``partial_channels`` K > 1 mixes ``1 / K`` of every edge's channels (PC-DARTS; the
+    ``pcdarts`` algorithm sets it); the fixed network of a genotype ignores it.
     """
 
     genotype_class = DartsGenotype
@@ -82,8 +97,9 @@ class DartsSupernet(Supernet):
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 8,
                  steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
                  in_channels: int = 3, candidates: Sequence[str] = DARTS_PRIMITIVES,
-                 max_skip_connect: int | None = None) -> None:
+                 max_skip_connect: int | None = None, partial_channels: int = 1) -> None:
         super().__init__()
+        check_partial_channels(partial_channels)
         if layers < 3:
             raise SpaceError(f"the DARTS network needs at least 3 cells (two are reductions), got {layers}")
         unknown = [name for name in candidates if name not in DARTS_PRIMITIVES]
@@ -104,7 +120,8 @@ class DartsSupernet(Supernet):
                 c_curr *= 2
             self.cells.append(SearchCell(
                 steps=steps, multiplier=multiplier, c_prev_prev=c_prev_prev, c_prev=c_prev, c=c_curr,
-                reduction=reduction, reduction_prev=reduction_prev, candidates=self.candidates))
+                reduction=reduction, reduction_prev=reduction_prev, candidates=self.candidates,
+                partial_channels=partial_channels))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -114,6 +131,13 @@ class DartsSupernet(Supernet):
         """The DARTS genotype of softmax weights: per node its two strongest non-``none`` edges."""
         return derive_darts_genotype(weights, self.candidates, steps=self.steps,
                                      max_skip_connect=self.max_skip_connect)
+
+    def node_edges(self) -> dict[str, list[str]]:
+        """Per cell type and intermediate node (``normal/node_0`` ..), the edges into it."""
+        return {f"{cell_type}/node_{node}": [edge_label(cell_type, k)
+                                             for k, (target, _) in enumerate(edge_inputs(self.steps))
+                                             if target == node]
+                for cell_type in CELL_TYPES for node in range(self.steps)}
 
     def sampling_decisions(self) -> list[CellChoices]:
         """ENAS micro decisions: per cell type and node, two inputs and an op for each."""

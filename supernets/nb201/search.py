@@ -12,7 +12,8 @@ from supernets.errors import SpaceError
 from supernets.nb201.genotype import Nb201Genotype, derive_nb201_genotype
 from supernets.nb201.ops import NB201_OPS
 from supernets.nb201.skeleton import Nb201Skeleton
-from supernets.nb201.topology import NODES, edge_inputs, edge_label
+from supernets.nb201.topology import CELL, NODES, edge_inputs, edge_label
+from supernets.partial import check_partial_channels, partial_edge
 from supernets.supernet import Supernet
 
 
@@ -20,14 +21,19 @@ class SearchCell(nn.Module):
     """A NAS-Bench-201 cell: node ``i`` sums one operation choice per earlier node.
 
     Searched, the BatchNorms are not affine; in the fixed network they are, and every chosen
-    operation but ``skip_connect`` is dropped with the drop-path probability.
+    operation but ``skip_connect`` is dropped with the drop-path probability. With
+    ``partial_channels`` K > 1 each edge mixes ``1 / K`` of the channels
+    (:func:`~supernets.partial.partial_edge`).
     """
 
-    def __init__(self, c: int, candidates: Sequence[str]) -> None:
+    def __init__(self, c: int, candidates: Sequence[str], partial_channels: int = 1) -> None:
         super().__init__()
         self.inputs = edge_inputs()
-        self.edges = nn.ModuleList(OpChoice(edge_label(k), candidates, channels=c, drop_path=True)
-                                   for k in range(len(self.inputs)))
+        self.edges = nn.ModuleList(
+            partial_edge(lambda channels, k=k: OpChoice(edge_label(k), candidates,
+                                                        channels=channels, drop_path=True),
+                         c, partial_channels)
+            for k in range(len(self.inputs)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -47,25 +53,34 @@ class Nb201Supernet(Nb201Skeleton, Supernet):
     Choice points are ``cell/edge_0 .. cell/edge_5``, shared by every cell (see
     :mod:`supernets.nb201.topology` for which nodes each edge joins). Its fixed network is the
     benchmark's network of a genotype (affine BatchNorms, 16 channels and 5 cells per stage
-    unless given).
+    unless given). ``partial_channels`` K > 1 mixes ``1 / K`` of every edge's channels
+    (PC-DARTS; the ``pcdarts`` algorithm sets it).
     """
 
     genotype_class = Nb201Genotype
 
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 5,
-                 in_channels: int = 3, candidates: Sequence[str] = NB201_OPS) -> None:
+                 in_channels: int = 3, candidates: Sequence[str] = NB201_OPS,
+                 partial_channels: int = 1) -> None:
         candidates = tuple(candidates)
         unknown = [name for name in candidates if name not in NB201_OPS]
         if unknown or not candidates or len(set(candidates)) != len(candidates):
             raise SpaceError(f"NAS-Bench-201 candidates must be distinct operations from: "
                              f"{', '.join(NB201_OPS)}; got {list(candidates)}")
-        super().__init__(lambda c: SearchCell(c, candidates), num_classes=num_classes,
+        check_partial_channels(partial_channels)
+        super().__init__(lambda c: SearchCell(c, candidates, partial_channels), num_classes=num_classes,
                          channels=channels, layers=layers, in_channels=in_channels)
         self.candidates = candidates
 
     def derive(self, weights: Mapping[str, torch.Tensor]) -> Nb201Genotype:
         """The genotype of softmax weights: the strongest candidate of every edge."""
         return derive_nb201_genotype(weights, self.candidates)
+
+    def node_edges(self) -> dict[str, list[str]]:
+        """Per node (``cell/node_1`` .. ``cell/node_3``), the edges into it."""
+        return {f"{CELL}/node_{node}": [edge_label(k) for k, (target, _) in enumerate(edge_inputs())
+                                        if target == node]
+                for node in range(1, NODES)}
 
     def genotype_from_choices(self, chosen: Mapping[str, ChoiceValue]) -> Nb201Genotype:
         return Nb201Genotype(tuple(str(chosen[edge_label(k)]) for k in range(len(edge_inputs()))))
