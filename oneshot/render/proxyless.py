@@ -17,8 +17,9 @@ def _feature(graph: graphviz.Digraph, node: str, channels: int, reduction: int) 
 def proxyless_graphs(genotype: Any) -> dict[str, graphviz.Digraph]:
     """The block list of a proxyless genotype: stem, one cluster per stage, head.
 
-    Reads the genotype's ``stem_channels``, ``first_channels``, ``head_channels`` and
-    ``stages`` (``(width, stride, ops)`` each); skipped (``zero``) blocks are dashed grey edges.
+    Reads the genotype's ``stem_channels``, ``stem_stride`` (1 if absent), ``first_channels``,
+    ``head_channels`` and ``stages`` (``(width, stride, ops)`` each); skipped (``zero``) blocks
+    are dashed grey edges.
     Feature maps are labelled with their channels and resolution (``1/2`` = half the input's).
     """
     graph = graphviz.Digraph("blocks", graph_attr={"rankdir": "TB", "label": "blocks",
@@ -28,11 +29,12 @@ def proxyless_graphs(genotype: Any) -> dict[str, graphviz.Digraph]:
                                         "fontsize": "10", "height": "0.3"},
                              edge_attr={"fontname": "Helvetica", "fontsize": "10"})
     graph.node("input", "input, 3 ch", fillcolor="darkseagreen2")
-    _feature(graph, "stem", genotype.stem_channels, 1)
-    _feature(graph, "first", genotype.first_channels, 1)
-    graph.edge("input", "stem", label="conv_3x3")
+    reduction = getattr(genotype, "stem_stride", 1)  # absent from older genotype objects
+    _feature(graph, "stem", genotype.stem_channels, reduction)
+    _feature(graph, "first", genotype.first_channels, reduction)
+    graph.edge("input", "stem", label="conv_3x3" if reduction == 1 else "conv_3x3, stride 2")
     graph.edge("stem", "first", label="mb1_k3")
-    previous, reduction, index = "first", 1, 0
+    previous, index = "first", 0
     for s, (width, stride, ops) in enumerate(genotype.stages):
         with graph.subgraph(name=f"cluster_stage_{s}") as stage:
             stage.attr(label=f"stage {s}: {width} ch, stride {stride}", style="rounded",

@@ -82,10 +82,12 @@ def build_candidate(name: str, c_in: int, c_out: int, stride: int) -> nn.Module:
     return MBConv(c_in, c_out, kernel_size=kernel_size, stride=stride, expansion=expansion)
 
 
-def stem(in_channels: int, stem_channels: int, first_channels: int) -> nn.Sequential:
-    """3x3 convolution (stride 1, for 32x32 inputs) and an expansion-1 3x3 MBConv."""
+def stem(in_channels: int, stem_channels: int, first_channels: int, stride: int = 1
+         ) -> nn.Sequential:
+    """3x3 convolution (stride 1 for 32x32 inputs, 2 for ImageNet's 224x224) and an
+    expansion-1 3x3 MBConv."""
     return nn.Sequential(
-        conv_bn(in_channels, stem_channels, 3),
+        conv_bn(in_channels, stem_channels, 3, stride),
         MBConv(stem_channels, first_channels, kernel_size=3, stride=1, expansion=1,
                residual=stem_channels == first_channels))
 

@@ -12,7 +12,8 @@ from supernets.errors import GenotypeError, SpaceError
 from supernets.proxyless.blocks import ZERO, parse_mbconv
 
 SPACE = "proxyless"
-GENOTYPE_FIELDS = ("stem_channels", "first_channels", "head_channels", "stages")
+GENOTYPE_FIELDS = ("stem_channels", "first_channels", "head_channels", "stages", "stem_stride")
+OPTIONAL_FIELDS = {"stem_stride": 1}  # absent from genotype files written before the field
 STAGE_FIELDS = ("width", "stride", "ops")
 
 
@@ -27,19 +28,25 @@ class ProxylessGenotype:
 
     ``stages[s]`` is ``(width, stride, ops)``: the stage's output channels, the stride of its
     first block, and one operation per block (``mb<e>_k<k>`` or ``zero``, which drops the block;
-    never the first block of a stage). The stem is a 3x3 convolution to ``stem_channels``
-    followed by an expansion-1 MBConv to ``first_channels``; the head is a 1x1 convolution to
-    ``head_channels``, global pooling and the classifier.
+    never the first block of a stage). The stem is a 3x3 convolution of stride ``stem_stride``
+    (1 for 32x32 inputs, 2 for ImageNet's) to ``stem_channels`` followed by an expansion-1
+    MBConv to ``first_channels``; the head is a 1x1 convolution to ``head_channels``, global
+    pooling and the classifier.
     """
 
     stem_channels: int
     first_channels: int
     head_channels: int
     stages: tuple[tuple[int, int, tuple[str, ...]], ...]
+    stem_stride: int = 1
 
     def __post_init__(self) -> None:
         for name in ("stem_channels", "first_channels", "head_channels"):
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        if isinstance(self.stem_stride, bool) or self.stem_stride not in (1, 2):
+            raise GenotypeError(f"genotype field 'stem_stride' must be 1 or 2, "
+                                f"got {self.stem_stride!r}")
+        object.__setattr__(self, "stem_stride", int(self.stem_stride))
         if isinstance(self.stages, (str, bytes)) or not isinstance(self.stages, Sequence) \
                 or not self.stages:
             raise GenotypeError("genotype field 'stages' must be a non-empty list of "
@@ -53,9 +60,11 @@ class ProxylessGenotype:
         return tuple(op for _, _, ops in self.stages for op in ops)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: channels and ``{"width", "stride", "ops"}`` per stage."""
+        """JSON-ready form: channels, the stem's stride and ``{"width", "stride", "ops"}`` per
+        stage."""
         return {
             "stem_channels": self.stem_channels,
+            "stem_stride": self.stem_stride,
             "first_channels": self.first_channels,
             "head_channels": self.head_channels,
             "stages": [{"width": w, "stride": s, "ops": list(ops)} for w, s, ops in self.stages],
@@ -69,7 +78,8 @@ class ProxylessGenotype:
             raise GenotypeError(f"a proxyless genotype must be an object with fields {fields}; "
                                 f"got {type(data).__name__}")
         unknown = sorted(str(key) for key in data if key not in GENOTYPE_FIELDS)
-        missing = [name for name in GENOTYPE_FIELDS if name not in data]
+        missing = [name for name in GENOTYPE_FIELDS
+                   if name not in data and name not in OPTIONAL_FIELDS]
         if unknown or missing:
             problem = (f"unknown genotype field(s) {', '.join(unknown)}" if unknown
                        else f"genotype field '{missing[0]}' is missing")
@@ -80,7 +90,8 @@ class ProxylessGenotype:
                                 "{\"width\", \"stride\", \"ops\"} objects")
         return cls(stem_channels=data["stem_channels"], first_channels=data["first_channels"],
                    head_channels=data["head_channels"],
-                   stages=tuple(_stage_from_dict(s, stage) for s, stage in enumerate(stages)))
+                   stages=tuple(_stage_from_dict(s, stage) for s, stage in enumerate(stages)),
+                   stem_stride=data.get("stem_stride", OPTIONAL_FIELDS["stem_stride"]))
 
     def to_text(self) -> str:
         """One line: ``width/s<stride>: ops`` per stage, stages separated by ``|``."""
@@ -93,7 +104,8 @@ class ProxylessGenotype:
 def derive_proxyless_genotype(weights: Mapping[str, torch.Tensor],
                               candidates: Mapping[str, Sequence[str]], *, stem_channels: int,
                               first_channels: int, head_channels: int,
-                              stages: Sequence[tuple[int, int, int]]) -> ProxylessGenotype:
+                              stages: Sequence[tuple[int, int, int]],
+                              stem_stride: int = 1) -> ProxylessGenotype:
     """The strongest candidate of every block (ties go to the earlier candidate).
 
     ``stages`` lists ``(width, stride, depth)``; ``candidates`` and ``weights`` are keyed by
@@ -112,7 +124,8 @@ def derive_proxyless_genotype(weights: Mapping[str, torch.Tensor],
             index += 1
         ops.append((width, stride, tuple(chosen)))
     return ProxylessGenotype(stem_channels=stem_channels, first_channels=first_channels,
-                             head_channels=head_channels, stages=tuple(ops))
+                             head_channels=head_channels, stages=tuple(ops),
+                             stem_stride=stem_stride)
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -19,6 +19,10 @@ from supernets.supernet import Supernet
 DEFAULT_WIDTHS = (24, 40, 80, 96, 192, 320)
 DEFAULT_DEPTHS = (4, 4, 4, 4, 4, 1)
 DEFAULT_STRIDES = (1, 2, 2, 1, 2, 1)
+# The paper's ImageNet network (Cai et al., 2019, Sec. 4.2; reference code's stride_stages and
+# stride-2 first convolution): 224 -> 112 (stem) -> 56, 28, 14, 14, 7, 7.
+IMAGENET_STEM_STRIDE = 2
+IMAGENET_STRIDES = (2, 2, 2, 1, 2, 1)
 
 
 class SearchBlock(nn.Module):
@@ -41,20 +45,24 @@ class SearchBlock(nn.Module):
 
 
 class ProxylessSupernet(Supernet):
-    """A MobileNetV2-style network for 32x32 inputs whose blocks are each a choice point.
+    """A MobileNetV2-style network whose blocks are each a choice point.
 
-    Stem (3x3 convolution to ``stem_channels`` and an MBConv1 to ``first_channels``), then stage
+    Stem (3x3 convolution of stride ``stem_stride`` to ``stem_channels`` and an MBConv1 to
+    ``first_channels``), then stage
     ``s`` of ``depths[s]`` blocks of ``widths[s]`` output channels, the first with stride
     ``strides[s]``, then the head (1x1 convolution to ``head_channels``, pooling, classifier).
     Every block chooses ``mb<e>_k<k>`` for each expansion and kernel size; blocks after the
     first of a stage may also choose ``zero`` (skip the block) when ``zero`` is set. The
     genotype's text form leaves out the stem and head, so it is not read back.
+
+    The defaults are the 32x32 (CIFAR) network; ``stem_stride=2`` with
+    ``strides=IMAGENET_STRIDES`` is the paper's ImageNet network at 224x224.
     """
 
     genotype_class = ProxylessGenotype
 
     def __init__(self, *, num_classes: int = 10, in_channels: int = 3, stem_channels: int = 32,
-                 first_channels: int = 16, widths: Sequence[int] = DEFAULT_WIDTHS,
+                 stem_stride: int = 1, first_channels: int = 16, widths: Sequence[int] = DEFAULT_WIDTHS,
                  depths: Sequence[int] = DEFAULT_DEPTHS, strides: Sequence[int] = DEFAULT_STRIDES,
                  head_channels: int = 1280, kernel_sizes: Sequence[int] = (3, 5, 7),
                  expansions: Sequence[int] = (3, 6), zero: bool = True) -> None:
@@ -70,6 +78,8 @@ class ProxylessSupernet(Supernet):
                              f"got {len(widths)}, {len(depths)} and {len(strides)}")
         if any(s not in (1, 2) for s in strides):
             raise SpaceError(f"space option strides must hold 1 or 2 per stage, got {list(strides)}")
+        if stem_stride not in (1, 2) or isinstance(stem_stride, bool):
+            raise SpaceError(f"space option stem_stride must be 1 or 2, got {stem_stride!r}")
         kernel_sizes = _positive_list("kernel_sizes", kernel_sizes)
         if any(k % 2 == 0 for k in kernel_sizes):
             raise SpaceError(f"space option kernel_sizes must be odd, got {list(kernel_sizes)}")
@@ -77,10 +87,11 @@ class ProxylessSupernet(Supernet):
                for k in kernel_sizes]
         if len(set(ops)) != len(ops):
             raise SpaceError(f"space options expansions and kernel_sizes repeat a candidate: {ops}")
-        self.skeleton = {"stem_channels": stem_channels, "first_channels": first_channels,
+        self.skeleton = {"stem_channels": stem_channels, "stem_stride": stem_stride,
+                         "first_channels": first_channels,
                          "head_channels": head_channels,
                          "stages": tuple(zip(widths, strides, depths))}
-        self.stem = stem(in_channels, stem_channels, first_channels)
+        self.stem = stem(in_channels, stem_channels, first_channels, stem_stride)
         self.candidates: dict[str, list[str]] = {}
         self.blocks = nn.ModuleList()
         c_in = first_channels
@@ -115,6 +126,7 @@ class ProxylessSupernet(Supernet):
         cls.require_genotype(genotype)
         mbconvs = [parse_mbconv(op) for op in genotype.ops if op != ZERO]
         return {"stem_channels": genotype.stem_channels,
+                "stem_stride": genotype.stem_stride,
                 "first_channels": genotype.first_channels,
                 "head_channels": genotype.head_channels,
                 "widths": [w for w, _, _ in genotype.stages],
