@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from oneshot.tables.benchmark import BenchmarkTable, load_benchmark_table
+from oneshot.tables.benchmark import ResultTable, load_benchmark_table
 from oneshot.commandline.checks import quiet_on_broken_pipe, report_user_errors, run_cli
 from oneshot.commandline.schema import check_options
 from oneshot.errors import ConfigError
@@ -41,11 +41,21 @@ def check_config(cfg: DictConfig) -> None:
     check_options(cfg, "train")
 
 
-def benchmark_table(cfg: DictConfig) -> BenchmarkTable | None:
-    """The table named by ``benchmark.table``, read and checked, or ``None`` when unset."""
+def benchmark_table(cfg: DictConfig) -> ResultTable | None:
+    """The results named by ``benchmark.table`` (a CSV) or ``benchmark.nats`` (the NATS-Bench
+    topology file, space=nb201), read and checked, or ``None`` when neither is set."""
     node = cfg.get("benchmark")  # absent from the config of a run started before the option
-    if node is None or not node.table:
+    nats = None if node is None else node.get("nats")
+    if node is None or not (node.table or nats):
         return None
+    if node.table and nats:
+        raise ConfigError("benchmark.table and benchmark.nats are both set; choose one of them")
+    if nats:
+        if cfg.space.name != "nb201":
+            raise ConfigError(f"benchmark.nats holds NATS-Bench cells of space=nb201, not of "
+                              f"space={cfg.space.name}; search space=nb201 or drop benchmark.nats")
+        from oneshot.tables.nats import load_nats_table
+        return load_nats_table(nats)
     return load_benchmark_table(node.table, arch_column=node.arch_column,
                                 columns=None if node.columns is None else list(node.columns))
 

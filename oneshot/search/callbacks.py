@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 
-from oneshot.tables.benchmark import BenchmarkTable
+from oneshot.tables.benchmark import ResultTable
 from oneshot.errors import ConfigError, DivergedProcessesError
 from oneshot.storage.files import save_genotype_file
 from oneshot.render import (GraphvizMissingError, cell_graphs, graph_pixels,
@@ -160,7 +160,7 @@ class GenotypeWriter(pl.Callback):
     """
 
     def __init__(self, run_dir: Path, *, space: str, meta: Mapping[str, Any],
-                 benchmark: BenchmarkTable | None = None) -> None:
+                 benchmark: ResultTable | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.space = space
         self.meta = dict(meta)
@@ -219,7 +219,7 @@ class BenchmarkLogger(pl.Callback):
     """Each epoch: the genotype's results in a benchmark table as ``benchmark/<column>`` scalars
     (step = epoch). A genotype the table lacks gets one warning and no values."""
 
-    def __init__(self, table: BenchmarkTable) -> None:
+    def __init__(self, table: ResultTable) -> None:
         self.table = table
         self._warned: set[str] = set()
 

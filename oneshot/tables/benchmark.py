@@ -2,7 +2,8 @@
 
 The CSV has a header row, one column of architecture strings in the search space's text form
 (NAS-Bench-201: ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|``) and one or more
-numeric result columns. Empty cells are missing values.
+numeric result columns. Empty cells are missing values. ``ResultTable`` is what a search needs
+of any table of results (this CSV, or NATS-Bench in ``oneshot.tables.nats``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,19 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from oneshot.errors import ConfigError
+
+
+class ResultTable(Protocol):
+    """Benchmark results per architecture string, as a search logs them (``benchmark/<column>``)."""
+
+    def lookup(self, arch: str) -> dict[str, float | None] | None:
+        """The results of architecture string ``arch`` (``None`` when the table lacks it)."""
+
+    def missing_message(self, arch: str) -> str:
+        """One line saying ``arch`` is not in the table."""
 
 
 @dataclass(frozen=True)
