@@ -198,13 +198,15 @@ WEIGHT_OPTIMIZER: Table = {"lr": number(above=0), "momentum": PROBABILITY,
 ARCH_OPTIMIZER: Table = {"lr": number(above=0), "betas": BETAS, "weight_decay": number(0)}
 ALPHAS: Table = {"alpha_init_std": number(0), **_prefixed("weight_optimizer", WEIGHT_OPTIMIZER),
                  **_prefixed("arch_optimizer", ARCH_OPTIMIZER)}
+REGULARIZATION: Table = {"regularization": text("none", "beta"), "beta_weight": number(0)}
+"""algorithm.regularization: every algorithm whose architecture weights are softmax(alpha)."""
 GUMBEL: Table = {"seed": SEED, "tau_max": number(above=0), "tau_min": number(above=0),
-                 "tau_schedule": text("linear", "exponential"), **ALPHAS}
+                 "tau_schedule": text("linear", "exponential"), **ALPHAS, **REGULARIZATION}
 ALGORITHMS: dict[str, Table] = {
-    "darts": {"unrolled": boolean(), **ALPHAS},
+    "darts": {"unrolled": boolean(), **ALPHAS, **REGULARIZATION},
     "gdas": GUMBEL,
     "snas": GUMBEL,
-    "proxyless": {"seed": SEED, **ALPHAS, "latency.table": path(null=True),
+    "proxyless": {"seed": SEED, **ALPHAS, **REGULARIZATION, "latency.table": path(null=True),
                   "latency.target_ms": number(above=0, null=True),
                   "latency.target_mflops": number(above=0, null=True),
                   "latency.form": text("add", "mul_log"), "latency.weight": number(0),

@@ -16,6 +16,7 @@ from oneshot.search.algorithms.enas import ControllerConfig, EnasSearch
 from oneshot.search.algorithms.gumbel import GdasSearch, SnasSearch
 from oneshot.search.algorithms.proxyless import LatencyConfig, ProxylessSearch
 from oneshot.search.algorithms.spos import SearchConfig, SposSearch
+from oneshot.search.regularization import pop_regularization
 from oneshot.tables.cost import check_measured_for, load_cost_table
 from oneshot.errors import ConfigError
 
@@ -28,8 +29,18 @@ def _builder(module: type[pl.LightningModule], /, **nodes: type) -> Builder:
     that config class, the other options are keyword arguments."""
     def build(supernet: nn.Module, num_classes: int, cfg: dict[str, Any]) -> pl.LightningModule:
         options = dict(cfg)
+        given = {key: options[key] for key in ("regularization", "beta_weight") if key in options}
+        regularization = pop_regularization(options)
         configs = {key: config(**options.pop(key)) for key, config in nodes.items()}
-        return module(supernet, num_classes=num_classes, **configs, **options)
+        search = module(supernet, num_classes=num_classes, **configs, **options)
+        if regularization is not None:
+            if not getattr(search, "softmax_alphas", False):
+                raise ConfigError(f"algorithm.regularization applies to architecture weights that "
+                                  f"are softmax(alpha); algorithm '{search.algorithm_name}' has none, "
+                                  "set algorithm.regularization=none")
+            search.arch_regularization = regularization
+        search.hparams.update(given)
+        return search
     return build
 
 

@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from oneshot.search.architecture import ArchitectureParameters
 from oneshot.search.guards import NonFiniteLossGuard
+from oneshot.search.regularization import ArchRegularization
 from supernets.mixed import ArchRow
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -159,6 +160,9 @@ class OneShotSearch(SupernetSearch):
     Subclasses define those two and :meth:`eval_architecture`; the rest is shared.
     """
 
+    softmax_alphas = True  # the architecture weights are softmax(alpha) (algorithm.regularization applies)
+    arch_regularization: ArchRegularization | None = None  # set by the registry from algorithm.regularization
+
     def __init__(self, supernet: nn.Module, *, num_classes: int,
                  weight_optimizer: WeightOptimizerConfig, arch_optimizer: ArchOptimizerConfig,
                  alpha_init_std: float, options: Mapping[str, Any] | None = None) -> None:
@@ -197,6 +201,10 @@ class OneShotSearch(SupernetSearch):
         architecture on every rank.
         """
         alphas = self.arch.parameters_list()
+        if self.arch_regularization is not None:  # its gradient joins the loss's (train/arch_reg)
+            term, extra = self.arch_regularization(alphas, self.current_epoch, self.trainer.max_epochs or 1)
+            grads = [grad + more for grad, more in zip(grads, extra)]
+            self.log("train/arch_reg", term, on_step=True, on_epoch=True)
         flat = self.trainer.strategy.reduce(torch.cat([g.reshape(-1) for g in grads]), reduce_op="mean")
         arch_opt = self.optimizers()[1]
         arch_opt.zero_grad()
