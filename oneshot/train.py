@@ -122,7 +122,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from oneshot.search.algorithms import check_search_setup, create_algorithm
+    from oneshot.search.algorithms import (algorithm_space_options, check_search_setup,
+                                           create_algorithm)
     from oneshot.search.callbacks import (AlphaLogger, BenchmarkLogger, CellDiagramWriter, EpochSeed,
                                    GenotypeAgreement, GenotypeWriter, SkipConnectEarlyStop)
     from oneshot.training.datamodules import SearchDataModule
@@ -130,7 +131,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     from oneshot.search.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
     from oneshot.search.distributed import available_cores, share_threads
     from oneshot.storage.sweep import parallel_jobs, running_hydra_config
-    from supernets.spaces import create_supernet
+    from supernets.spaces import create_supernet, get_space
 
     resume = find_resume_point(cfg.resume) if cfg.get("resume") else None
     if resume is not None:
@@ -138,6 +139,10 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     check_config(cfg)
     share_threads(cfg.get("threads"), cfg.trainer, parallel_jobs(running_hydra_config(), available_cores()))
     check_search_setup(cfg)
+    # what the algorithm adds to the space's options (pcdarts: partial_channels); the fixed
+    # network is built without them, from the space's own options recorded in the meta below
+    algorithm_options = algorithm_space_options(cfg.algorithm.name, get_space(cfg.space.name).supernet,
+                                                _options(cfg.algorithm))
     table = benchmark_table(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = load_task(cfg.task.name, **_options(cfg.task, drop=("name", "subset")))
@@ -145,7 +150,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
                                   subset=cfg.task.subset, eval_batch_size=cfg.data.eval_batch_size,
                                   channels_last=cfg.data.channels_last)
     supernet = create_supernet(cfg.space.name, num_classes=dataset.num_classes,
-                               **_options(cfg.space))
+                               **_options(cfg.space), **algorithm_options)
     if cfg.data.channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm(cfg.algorithm.name, supernet, num_classes=dataset.num_classes,

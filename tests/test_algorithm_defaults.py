@@ -17,20 +17,22 @@ from omegaconf import OmegaConf
 
 import oneshot.train as train_module
 from conftest import compose_search
-from oneshot.search.algorithms import (algorithm_defaults, create_algorithm, list_algorithms,
-                                supported_spaces)
+from oneshot.search.algorithms import (algorithm_defaults, algorithm_space_options,
+                                       create_algorithm, list_algorithms, supported_spaces)
 from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
 from oneshot.search.algorithms.controller import Controller
 from oneshot.search.algorithms.darts import DartsSearch
 from oneshot.search.algorithms.enas import ControllerConfig, EnasSearch
 from oneshot.search.algorithms.gumbel import GdasSearch, SnasSearch
+from oneshot.search.algorithms.pcdarts import PcDartsSearch
 from oneshot.search.algorithms.proxyless import LatencyConfig, ProxylessSearch
 from oneshot.search.algorithms.spos import SearchConfig, SposSearch
 from oneshot.commandline.checks import config_groups
 from supernets.darts.search import DartsSupernet
-from supernets.spaces import create_supernet
+from supernets.spaces import create_supernet, get_space
 
-SEARCHES = (DartsSearch, EnasSearch, GdasSearch, SnasSearch, ProxylessSearch, SposSearch)
+SEARCHES = (DartsSearch, EnasSearch, GdasSearch, SnasSearch, ProxylessSearch, SposSearch,
+            PcDartsSearch)
 CONFIGS = (WeightOptimizerConfig, ArchOptimizerConfig, ControllerConfig, LatencyConfig,
            SearchConfig)
 NOT_OPTIONS = {"hparams", "options", "init_range"}  # plumbing, not algorithm options
@@ -49,8 +51,8 @@ def _cli_space(name: str) -> str:
 @pytest.mark.parametrize("name", list_algorithms())
 def test_python_api_defaults_equal_the_command_line_defaults(name: str) -> None:
     cfg = compose_search(f"algorithm={name}", f"space={_cli_space(name)}")
-    supernet = create_supernet(cfg.space.name, num_classes=10,
-                               **train_module._options(cfg.space))
+    supernet = create_supernet(cfg.space.name, num_classes=10, **train_module._options(cfg.space),
+                               **algorithm_space_options(name, get_space(cfg.space.name).supernet, {}))
     module = create_algorithm(name, supernet, num_classes=10, cfg={})
     expected = {"algorithm": name, "num_classes": 10, **train_module._options(cfg.algorithm)}
     assert _plain(dict(module.hparams)) == expected

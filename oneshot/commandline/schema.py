@@ -206,6 +206,8 @@ ALGORITHMS: dict[str, Table] = {
     "darts": {"unrolled": boolean(), **ALPHAS, **REGULARIZATION},
     "gdas": GUMBEL,
     "snas": GUMBEL,
+    "pcdarts": {"partial_channels": integer(1), "edge_normalization": boolean(),
+                "warmup_epochs": integer(0), **ALPHAS},
     "proxyless": {"seed": SEED, **ALPHAS, **REGULARIZATION, "latency.table": path(null=True),
                   "latency.target_ms": number(above=0, null=True),
                   "latency.target_mflops": number(above=0, null=True),

@@ -14,6 +14,7 @@ from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerC
 from oneshot.search.algorithms.darts import DartsSearch
 from oneshot.search.algorithms.enas import ControllerConfig, EnasSearch
 from oneshot.search.algorithms.gumbel import GdasSearch, SnasSearch
+from oneshot.search.algorithms.pcdarts import PcDartsSearch, pcdarts_space_options
 from oneshot.search.algorithms.proxyless import LatencyConfig, ProxylessSearch
 from oneshot.search.algorithms.spos import SearchConfig, SposSearch
 from oneshot.search.regularization import pop_regularization
@@ -47,12 +48,22 @@ def _builder(module: type[pl.LightningModule], /, **nodes: type) -> Builder:
 _OPTIMIZERS = {"weight_optimizer": WeightOptimizerConfig, "arch_optimizer": ArchOptimizerConfig}
 
 
+def _no_space_options(space: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """How to build an algorithm, and the shipped search spaces it is documented and tested on."""
+    """How to build an algorithm, and the shipped search spaces it is documented and tested on.
+
+    ``space_options(space_class, options)`` gives the constructor options the algorithm adds to
+    the space's (pcdarts: ``partial_channels``); they are not the space's options, so the fixed
+    network of a genotype is built without them.
+    """
 
     build: Builder
     spaces: tuple[str, ...]
+    space_options: Callable[[type, Mapping[str, Any]], dict[str, Any]] = _no_space_options
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
@@ -60,6 +71,8 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "enas": AlgorithmSpec(_builder(EnasSearch, controller=ControllerConfig,
                                    weight_optimizer=WeightOptimizerConfig), ("darts", "proxyless")),
     "gdas": AlgorithmSpec(_builder(GdasSearch, **_OPTIMIZERS), ("darts", "nb201")),
+    "pcdarts": AlgorithmSpec(_builder(PcDartsSearch, **_OPTIMIZERS), ("darts", "nb201"),
+                             pcdarts_space_options),
     "snas": AlgorithmSpec(_builder(SnasSearch, **_OPTIMIZERS), ("darts", "nb201")),
     "proxyless": AlgorithmSpec(_builder(ProxylessSearch, latency=LatencyConfig, **_OPTIMIZERS),
                                ("proxyless", "darts")),
@@ -148,6 +161,13 @@ def create_algorithm(name: str, supernet: nn.Module, *, num_classes: int,
         return ALGORITHMS[name].build(supernet, num_classes, options)
     except TypeError as err:
         raise ConfigError(f"bad option for algorithm '{name}': {err}") from None
+
+
+def algorithm_space_options(name: str, space: type, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor options algorithm ``name``, configured by ``cfg`` (defaults filled in),
+    adds to those of the space class ``space`` (pcdarts: ``partial_channels``)."""
+    _check_known(name)
+    return ALGORITHMS[name].space_options(space, _merged(algorithm_defaults(name), cfg))
 
 
 def _check_known(name: str) -> None:
