@@ -20,6 +20,8 @@ from oneshot.errors import ConfigError
 class ResultTable(Protocol):
     """Benchmark results per architecture string, as a search logs them (``benchmark/<column>``)."""
 
+    columns: tuple[str, ...]
+
     def lookup(self, arch: str) -> dict[str, float | None] | None:
         """The results of architecture string ``arch`` (``None`` when the table lacks it)."""
 
