@@ -129,6 +129,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     from oneshot.training.datamodules import SearchDataModule
     from oneshot.errors import NonFiniteLossError
     from oneshot.search.resume import ExtendedSchedule, check_resume, extends, find_resume_point, resume_config
+    from oneshot.search.selection.runner import check_selection, check_single_process, select_by_perturbation
     from oneshot.search.distributed import available_cores, share_threads
     from oneshot.storage.sweep import parallel_jobs, running_hydra_config
     from supernets.spaces import create_supernet, get_space
@@ -139,6 +140,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     check_config(cfg)
     share_threads(cfg.get("threads"), cfg.trainer, parallel_jobs(running_hydra_config(), available_cores()))
     check_search_setup(cfg)
+    check_selection(cfg.get("selection") or {}, cfg.algorithm.name)
     # what the algorithm adds to the space's options (pcdarts: partial_channels); the fixed
     # network is built without them, from the space's own options recorded in the meta below
     algorithm_options = algorithm_space_options(cfg.algorithm.name, get_space(cfg.space.name).supernet,
@@ -172,6 +174,9 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         callbacks.append(ExtendedSchedule())
     callbacks.append(step_checkpoint(cfg, run_dir))
     trainer = build_trainer(cfg, run_dir, callbacks)
+    perturbation = (cfg.get("selection") or {}).get("name") == "perturbation"
+    if perturbation:
+        check_single_process(trainer.world_size)
     if trainer.is_global_zero and (resume is None or extended):
         write_resolved_config(cfg, run_dir)
     try:
@@ -179,9 +184,15 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
                     ckpt_path=None if resume is None else str(resume.checkpoint), weights_only=True)
     except NonFiniteLossError as err:
         raise NonFiniteLossError(f"{err}; {what_was_kept(run_dir)}") from None
-    release_run_dir(run_dir)
     val_acc = trainer.callback_metrics.get("val/acc")
-    return {"genotype": module.genotype(), "val_acc": None if val_acc is None else float(val_acc),
+    genotype = module.genotype()
+    if perturbation:  # after the last epoch: the selected genotype replaces genotype.json
+        genotype = select_by_perturbation(
+            module, datamodule, trainer, selection=_options(cfg.selection), trainer=_options(
+                cfg.trainer, drop=()), run_dir=run_dir, space=cfg.space.name,
+            space_options=_options(cfg.space), benchmark=table)
+    release_run_dir(run_dir)
+    return {"genotype": genotype, "val_acc": None if val_acc is None else float(val_acc),
             "run_dir": run_dir}
 
 

@@ -228,7 +228,17 @@ ALGORITHMS: dict[str, Table] = {
              **_prefixed("weight_optimizer", WEIGHT_OPTIMIZER)},
 }
 
-GROUPS: dict[str, dict[str, Table]] = {"task": TASKS, "space": SPACES, "algorithm": ALGORITHMS}
+# --- selection group: oneshot/conf/search/selection/*.yaml --------------------------------------
+
+SELECTIONS: dict[str, Table] = {
+    "argmax": {},
+    "perturbation": {"tune_epochs": number(0), "tune_steps": integer(0, null=True),
+                     "eval_batches": integer(1, null=True), "lr_factor": number(above=0),
+                     "seed": SEED},
+}
+
+GROUPS: dict[str, dict[str, Table]] = {"task": TASKS, "space": SPACES, "algorithm": ALGORITHMS,
+                                       "selection": SELECTIONS}
 
 # --- the entry points' own keys: conf/search/train.yaml, conf/retrain/retrain.yaml, ... ---------
 
@@ -266,7 +276,7 @@ class EntrySchema:
     groups: tuple[str, ...]
 
 
-SEARCH = EntrySchema(groups=("task", "space", "algorithm"), options={
+SEARCH = EntrySchema(groups=("task", "space", "algorithm", "selection"), options={
     "seed": SEED, "run_dir": path(null=True), "resume": path(null=True),
     "threads": integer(1, null=True),
     "benchmark.table": path(null=True), "benchmark.arch_column": text(),
