@@ -104,6 +104,8 @@ def test_installed_space_searches_with_every_other_algorithm(installed, tmp_path
     budget = {"enas": ["algorithm.controller_steps=2", "algorithm.derive_samples=2"],
               "spos": ["algorithm.search.population=2", "algorithm.search.sample_size=2",
                        "algorithm.search.cycles=2", "algorithm.search.eval_batches=1"],
+              # tricell declares no node_edges() and takes no partial_channels option
+              "pcdarts": ["algorithm.partial_channels=1", "algorithm.edge_normalization=false"],
               }.get(algorithm, [])
     result = train(compose_search(f"run_dir={tmp_path}", "space=tricell", f"algorithm={algorithm}",
                                   *budget, base=TINY))
