@@ -12,6 +12,7 @@ from torch import nn
 
 from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
 from oneshot.search.algorithms.darts import DartsSearch
+from oneshot.search.algorithms.drnas import DrnasSearch
 from oneshot.search.algorithms.enas import ControllerConfig, EnasSearch
 from oneshot.search.algorithms.gumbel import GdasSearch, SnasSearch
 from oneshot.search.algorithms.pcdarts import PcDartsSearch, pcdarts_space_options
@@ -68,6 +69,7 @@ class AlgorithmSpec:
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
     "darts": AlgorithmSpec(_builder(DartsSearch, **_OPTIMIZERS), ("darts", "nb201")),
+    "drnas": AlgorithmSpec(_builder(DrnasSearch, **_OPTIMIZERS), ("darts", "nb201")),
     "enas": AlgorithmSpec(_builder(EnasSearch, controller=ControllerConfig,
                                    weight_optimizer=WeightOptimizerConfig), ("darts", "proxyless")),
     "gdas": AlgorithmSpec(_builder(GdasSearch, **_OPTIMIZERS), ("darts", "nb201")),
