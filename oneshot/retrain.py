@@ -22,7 +22,8 @@ from oneshot.errors import ConfigError
 from oneshot.storage.files import save_genotype_file, write_atomic
 from oneshot.storage.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
                             resolve_run_dir, write_resolved_config)
-from oneshot.train import build_trainer
+from oneshot.storage.classes import write_classes
+from oneshot.train import TASK_SUBSET_KEYS, build_trainer, task_subset
 
 if TYPE_CHECKING:
     from oneshot.storage.genotypes import LoadedGenotype
@@ -93,8 +94,9 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     check_retrain_config(cfg)
     loaded = load_genotype(str(cfg.genotype))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    task_options = {k: v for k, v in _node(cfg, "task").items() if k not in ("name", "subset")}
-    dataset = train_subset(load_task(cfg.task.name, **task_options), cfg.task.subset, cfg.seed)
+    task_options = {k: v for k, v in _node(cfg, "task").items() if k not in TASK_SUBSET_KEYS}
+    dataset = load_task(cfg.task.name, **task_options)
+    dataset = train_subset(dataset, task_subset(cfg, len(dataset.train_labels)), cfg.seed)
     network = create_network(loaded.space, loaded.genotype, num_classes=dataset.num_classes,
                              space_options=loaded.meta.get("space_options"),
                              **_node(cfg, "network"))
@@ -116,6 +118,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
         write_resolved_config(cfg, run_dir)
         save_genotype_file(run_dir / "genotype.json", space=architecture["space"],
                            genotype=architecture["genotype"], meta=architecture["meta"])
+        write_classes(run_dir, task=cfg.task.name, classes=dataset.classes)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     train_time = time.perf_counter() - start

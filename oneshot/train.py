@@ -19,6 +19,7 @@ from oneshot.tables.benchmark import ResultTable, load_benchmark_table
 from oneshot.commandline.checks import quiet_on_broken_pipe, report_user_errors, run_cli
 from oneshot.commandline.schema import check_options
 from oneshot.errors import ConfigError
+from oneshot.storage.classes import write_classes
 from oneshot.storage.rundir import (discard_unused_hydra_dir, is_secondary_process, release_run_dir,
                             resolve_run_dir, write_resolved_config)
 
@@ -105,6 +106,21 @@ def step_checkpoint(cfg: DictConfig, run_dir: Path) -> pl.Callback:
                           every_minutes=node.get("every_minutes"))
 
 
+TASK_SUBSET_KEYS = ("name", "subset", "subset_at_most")
+"""Task options the run applies itself (the others go to ``tasks.load_task``)."""
+
+
+def task_subset(cfg: DictConfig, num_train: int) -> int | None:
+    """How many training images to use: ``task.subset``, or a preset's ``task.subset_at_most``
+    when the data has more (saying so in one line when it has fewer)."""
+    from tasks.split import fit_subset
+
+    subset, note = fit_subset(cfg.task.subset, cfg.task.get("subset_at_most"), num_train)
+    if note is not None and not is_secondary_process():
+        print(note, file=sys.stderr)
+    return subset
+
+
 def load_task(name: str, **options: Any) -> Any:
     """``tasks.load_task`` (imported on first use: it brings torch)."""
     from tasks import load_task as load
@@ -147,9 +163,10 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
                                                 _options(cfg.algorithm))
     table = benchmark_table(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dataset = load_task(cfg.task.name, **_options(cfg.task, drop=("name", "subset")))
+    dataset = load_task(cfg.task.name, **_options(cfg.task, drop=TASK_SUBSET_KEYS))
     datamodule = SearchDataModule(dataset, batch_size=cfg.data.batch_size, seed=cfg.seed,
-                                  subset=cfg.task.subset, eval_batch_size=cfg.data.eval_batch_size,
+                                  subset=task_subset(cfg, len(dataset.train_labels)),
+                                  eval_batch_size=cfg.data.eval_batch_size,
                                   channels_last=cfg.data.channels_last)
     supernet = create_supernet(cfg.space.name, num_classes=dataset.num_classes,
                                **_options(cfg.space), **algorithm_options)
@@ -179,6 +196,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         check_single_process(trainer.world_size)
     if trainer.is_global_zero and (resume is None or extended):
         write_resolved_config(cfg, run_dir)
+        write_classes(run_dir, task=cfg.task.name, classes=dataset.classes)
     try:
         trainer.fit(module, datamodule=datamodule,
                     ckpt_path=None if resume is None else str(resume.checkpoint), weights_only=True)

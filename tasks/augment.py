@@ -6,6 +6,7 @@ must live on that device).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import Callable
@@ -43,6 +44,28 @@ def random_flip(x: torch.Tensor, p: float = 0.5, *,
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
+def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), *,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cut from each image a window of random area (a ``scale`` fraction) and aspect ratio
+    (log-uniform in ``ratio``) at a random place, and resize it back to HxW (bilinear); returns
+    float [0, 1]. A window wider or taller than the image is clipped to it."""
+    x = to_float(x)
+    n = x.shape[0]
+    draws = torch.rand(4, n, device=x.device, generator=generator)
+    area = scale[0] + (scale[1] - scale[0]) * draws[0]
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_low + (log_high - log_low) * draws[1])
+    width = torch.sqrt(area * aspect).clamp(max=1.0)  # fractions of the image's sides
+    height = torch.sqrt(area / aspect).clamp(max=1.0)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = width, height
+    theta[:, 0, 2] = (1 - width) * (2 * draws[2] - 1)  # centre, in [-1, 1] grid units
+    theta[:, 1, 2] = (1 - height) * (2 * draws[3] - 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(x - mean) / std per channel; uint8 input is first scaled to [0, 1]."""
     x = to_float(x)
@@ -72,10 +95,14 @@ def _within(positions: torch.Tensor, start: torch.Tensor, stop: torch.Tensor) ->
 
 
 class BatchAugment:
-    """DARTS training transform for a uint8 batch: crop, flip, normalize, then cutout."""
+    """DARTS training transform for a uint8 batch: crop, flip, normalize, then cutout.
+
+    The crop pads by ``crop_padding`` and cuts at a random offset; with ``random_resized``, it
+    is a :func:`random_resized_crop` instead (ImageNet style).
+    """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], *, crop_padding: int = 4,
-                 flip: bool = True, cutout: int = 0) -> None:
+                 flip: bool = True, cutout: int = 0, random_resized: bool = False) -> None:
         _check_stats(mean, std)
         if crop_padding < 0 or cutout < 0:
             raise TaskError(f"crop_padding and cutout must be non-negative, "
@@ -85,9 +112,12 @@ class BatchAugment:
         self.crop_padding = crop_padding
         self.flip = flip
         self.cutout = cutout
+        self.random_resized = random_resized
 
     def __call__(self, x: torch.Tensor, *,
                  generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.random_resized:
+            x = random_resized_crop(x, generator=generator)
         x = random_crop(x, self.crop_padding, generator=generator)
         if self.flip:
             x = random_flip(x, generator=generator)

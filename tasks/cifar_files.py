@@ -28,8 +28,8 @@ _PICKLE_GLOBALS = {
 }
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that only builds numpy arrays (CIFAR pickles need nothing else)."""
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only builds numpy arrays (CIFAR and ImageNet16 pickles need nothing else)."""
 
     def find_class(self, module: str, name: str) -> object:
         try:
@@ -55,7 +55,7 @@ def _read_pickle(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor
                         f"re-extract the archive or delete the folder")
     try:
         with path.open("rb") as handle:
-            entry = _ArrayUnpickler(handle, encoding="latin1").load()
+            entry = ArrayUnpickler(handle, encoding="latin1").load()
         data = np.asarray(entry["data"], dtype=np.uint8)
         labels = np.asarray(entry[label_key], dtype=np.int64)
     except Exception as err:  # pickle, key, and numpy conversion failures all mean a bad file

@@ -1,4 +1,5 @@
-"""The in-memory image dataset every task loads into."""
+"""The image dataset every task loads into: uint8 tensors in memory, or image files read while
+training (:class:`tasks.streaming.FileImages`)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,40 @@ from dataclasses import dataclass
 import torch
 
 from tasks.errors import TaskError
+from tasks.streaming import FileImages
 
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Train and test images as uint8 [N, C, H, W] with int64 labels [N] in [0, num_classes)."""
+    """Train and test images as uint8 [N, C, H, W] (or files decoded to that shape while
+    training) with int64 labels [N] in [0, num_classes).
+
+    ``class_names`` names the labels in order (empty: the labels are their own names);
+    ``crop_padding`` and ``random_resized_crop`` choose the training crop (see
+    :class:`tasks.augment.BatchAugment`).
+    """
 
     name: str
-    train_images: torch.Tensor
+    train_images: torch.Tensor | FileImages
     train_labels: torch.Tensor
-    test_images: torch.Tensor
+    test_images: torch.Tensor | FileImages
     test_labels: torch.Tensor
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    class_names: tuple[str, ...] = ()
+    crop_padding: int = 4
+    random_resized_crop: bool = False
 
     def __post_init__(self) -> None:
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise TaskError(f"{self.name}: {len(self.class_names)} class names for "
+                            f"{self.num_classes} classes")
         for split in ("train", "test"):
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
-            if images.dtype != torch.uint8 or images.dim() != 4:
+            if not isinstance(images, FileImages) and (images.dtype != torch.uint8
+                                                       or images.dim() != 4):
                 raise TaskError(f"{self.name}: {split}_images must be uint8 [N, C, H, W], "
                                 f"got {images.dtype} {tuple(images.shape)}")
             if images.shape[1:] != self.train_images.shape[1:]:
@@ -49,3 +64,13 @@ class ImageDataset:
         """Shape (C, H, W) of one image."""
         channels, height, width = self.train_images.shape[1:]
         return channels, height, width
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The name of each label: ``class_names``, or the label numbers as text."""
+        return self.class_names or tuple(str(label) for label in range(self.num_classes))
+
+    @property
+    def streamed(self) -> bool:
+        """Whether images are decoded from their files while training."""
+        return isinstance(self.train_images, FileImages)

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import inspect
 import os
+from typing import Callable
 
 from tasks.cifar import CIFAR_SPECS, load_cifar
 from tasks.data import ImageDataset
 from tasks.errors import TaskError
+from tasks.imagefolder import load_imagefolder
+from tasks.imagenet16 import load_imagenet16
 from tasks.synthetic import make_synthetic
 
 _SYNTHETIC_OPTIONS = tuple(inspect.signature(make_synthetic).parameters)
 _CIFAR_OPTIONS = ("allow_empty_classes",)
+_FOLDER_LOADERS: dict[str, Callable[..., ImageDataset]] = {
+    "imagefolder": load_imagefolder, "imagenet16": load_imagenet16}
 
 
 def list_tasks() -> list[str]:
     """Names accepted by load_task."""
-    return [*CIFAR_SPECS, "synthetic"]
+    return [*CIFAR_SPECS, *_FOLDER_LOADERS, "synthetic"]
 
 
 def load_task(name: str, *, root: str | os.PathLike[str] | None = None, download: bool = True,
               **kwargs: object) -> ImageDataset:
     """Load task `name`; CIFAR tasks read (or download into) `root` and take allow_empty_classes,
-    synthetic takes its own options."""
+    imagefolder and imagenet16 read `root` and take their loader's options, synthetic takes its
+    own options."""
+    if name in _FOLDER_LOADERS:
+        loader = _FOLDER_LOADERS[name]
+        options = tuple(inspect.signature(loader).parameters)[1:]
+        unknown = sorted(set(kwargs) - set(options))
+        if unknown:
+            raise TaskError(f"unknown option(s) for task {name!r}: {', '.join(unknown)}; "
+                            f"choose from: root, {', '.join(options)}")
+        return loader(root, **kwargs)
     if name == "synthetic":
         unknown = sorted(set(kwargs) - set(_SYNTHETIC_OPTIONS))
         if unknown:

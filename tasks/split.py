@@ -25,3 +25,19 @@ def search_split(n: int, seed: int, subset: int | None = None) -> tuple[torch.Te
     order = torch.randperm(n, generator=seeded_generator(seed))[:size]
     half = size // 2
     return order[:half], order[half:]
+
+
+def fit_subset(subset: int | None, at_most: int | None, n: int) -> tuple[int | None, str | None]:
+    """The number of training images to use, and a note when a preset's cap was dropped.
+
+    An explicit `subset` is kept as given (checked against `n` where it is used, so one larger
+    than the data stays an error). Otherwise `at_most` (a preset's cap, e.g. experiment=quick's)
+    caps the data: it gives `at_most` when there are more than `at_most` images, else None (all
+    `n`) with a one-line note saying so.
+    """
+    if subset is not None or at_most is None:
+        return subset, None
+    if at_most < n:
+        return at_most, None
+    return None, (f"note: the preset's task.subset_at_most={at_most} is not below the {n} "
+                  f"training images; using all {n}")

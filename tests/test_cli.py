@@ -30,7 +30,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 def test_config_groups_list_every_option() -> None:
     groups = config_groups("oneshot.conf.search")
-    assert groups["task"] == ["cifar10", "cifar100", "synthetic"]
+    assert groups["task"] == ["cifar10", "cifar100", "imagefolder", "imagenet16", "synthetic"]
     assert "darts" in groups["space"] and "darts" in groups["algorithm"]
     assert groups["space"][:3] == ["darts", "nb201", "proxyless"]
     assert "quick" in groups["experiment"]

@@ -15,11 +15,12 @@ TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 
 
 def test_list_tasks() -> None:
-    assert list_tasks() == ["cifar10", "cifar100", "synthetic"]
+    assert list_tasks() == ["cifar10", "cifar100", "imagefolder", "imagenet16", "synthetic"]
 
 
 def test_unknown_task_lists_choices() -> None:
-    expected = r"unknown task 'foo'; choose one of: cifar10, cifar100, synthetic$"
+    expected = (r"unknown task 'foo'; choose one of: cifar10, cifar100, imagefolder, imagenet16, "
+                r"synthetic$")
     with pytest.raises(TaskError, match=expected):
         load_task("foo", root=".")
     assert issubclass(TaskError, ValueError)

@@ -163,13 +163,22 @@ def _prefixed(prefix: str, table: Table) -> dict[str, Option]:
 # --- task group: oneshot/conf/task/*.yaml -------------------------------------------------------
 
 SUBSET = integer(2, null=True)
-CIFAR: Table = {"root": path(), "download": boolean(), "subset": SUBSET,
+SUBSETS: Table = {"subset": SUBSET, "subset_at_most": SUBSET}
+CIFAR: Table = {"root": path(), "download": boolean(), **SUBSETS,
                 "allow_empty_classes": boolean()}
 TASKS: dict[str, Table] = {
     "cifar10": CIFAR,
     "cifar100": CIFAR,
+    "imagefolder": {"root": path(null=True), "image_size": integer(1),
+                    "train_crop": text("pad", "random_resized"),
+                    "test_fraction": number(above=0, below=1), "split_seed": integer(0, SEED_MAX),
+                    "mean": listing(number(), length=3, null=True),
+                    "std": listing(number(above=0), length=3, null=True),
+                    "memory_budget_gb": number(0, null=True), "workers": integer(0, null=True),
+                    "cache_dir": path(null=True), **SUBSETS},
+    "imagenet16": {"root": path(), "num_classes": integer(1, 1000), **SUBSETS},
     "synthetic": {"num_train": integer(1), "num_test": integer(1), "num_classes": integer(2),
-                  "image_size": integer(1), "subset": SUBSET},
+                  "image_size": integer(1), **SUBSETS},
 }
 
 # --- space group: oneshot/conf/search/space/*.yaml ----------------------------------------------

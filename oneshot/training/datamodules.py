@@ -4,6 +4,8 @@ Batches stay uint8 on the host and are augmented on the device in on_after_batch
 Evaluation loaders read every image once in a fixed seeded order, so their first batches (read by
 limit_val_batches, ENAS's derive_batches, SPOS's eval_batches) are a uniform sample of the classes.
 The loaders use ShuffledBatchSampler, so run the Trainer with use_distributed_sampler=False.
+A dataset whose images are files (tasks.streaming.FileImages) is read in the same batches and
+order, each batch decoded by a DataLoader worker.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from tasks.errors import TaskError
 from tasks.loader import make_loader
 from tasks.seeding import seeded_generator
 from tasks.split import search_split
+from tasks.streaming import FileImages, make_stream_loader
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Images = torch.Tensor | FileImages
 
 
 class _DeviceAugmentDataModule(pl.LightningDataModule):
@@ -38,7 +42,9 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
         self.dataset = dataset
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.augment = BatchAugment(dataset.mean, dataset.std, cutout=cutout)
+        self.augment = BatchAugment(dataset.mean, dataset.std, cutout=cutout,
+                                    crop_padding=dataset.crop_padding,
+                                    random_resized=dataset.random_resized_crop)
         self.evaluate = eval_transform(dataset.mean, dataset.std)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -66,21 +72,28 @@ class _DeviceAugmentDataModule(pl.LightningDataModule):
         if len(labels) < self.batch_size:
             raise TaskError(f"batch_size {self.batch_size} is larger than the {len(labels)} "
                             f"training images available; lower batch_size or use more data")
-        return make_loader(images, labels, batch_size=self.batch_size, shuffle=True, seed=seed,
-                           drop_last=True)
+        return _loader(images, labels, batch_size=self.batch_size, shuffle=True, seed=seed,
+                       drop_last=True)
 
     def _eval_loader(self, images: torch.Tensor, labels: torch.Tensor,
                      indices: torch.Tensor | None = None) -> DataLoader:
         """Every image once, in one seeded order that never changes: a limited evaluation (its
         first batches) is a uniform sample even when the images are stored class by class."""
         images, labels = self._select(images, labels, indices)
-        return make_loader(images, labels, batch_size=self.eval_batch_size, shuffle=True,
-                           seed=self.seed, drop_last=False, reshuffle=False)
+        return _loader(images, labels, batch_size=self.eval_batch_size, shuffle=True,
+                       seed=self.seed, drop_last=False, reshuffle=False)
 
     @staticmethod
-    def _select(images: torch.Tensor, labels: torch.Tensor,
-                indices: torch.Tensor | None) -> Batch:
+    def _select(images: Images, labels: torch.Tensor,
+                indices: torch.Tensor | None) -> tuple[Images, torch.Tensor]:
         return (images, labels) if indices is None else (images[indices], labels[indices])
+
+
+def _loader(images: Images, labels: torch.Tensor, **options: Any) -> DataLoader:
+    """Batches from memory, or decoded from their files by worker processes (same order)."""
+    if isinstance(images, FileImages):
+        return make_stream_loader(images, labels, **options)
+    return make_loader(images, labels, **options)
 
 
 def _first_images(batch: Any) -> torch.Tensor:
