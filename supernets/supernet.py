@@ -8,9 +8,10 @@ it works unchanged under ``torch.func.functional_call``, DDP and ``torch.compile
 
 Everything else has a default that a space may override: :meth:`Supernet.choice_points` (found
 by walking the modules), :meth:`Supernet.derive` (argmax per operation, top-k per input
-choice), :meth:`Supernet.node_edges` (which edges feed which node; none declared), the genotype (:class:`~supernets.choice_genotype.ChoiceGenotype`), the discrete
-decisions sampling algorithms draw (:meth:`Supernet.sampling_decisions`) and the fixed network
-of a genotype (:meth:`Supernet.fixed_network`).
+choice), :meth:`Supernet.node_edges` (which edges feed which node; none declared), the
+genotype (:class:`~supernets.choice_genotype.ChoiceGenotype`), the discrete decisions sampling
+algorithms draw (:meth:`Supernet.sampling_decisions`) and the fixed network of a genotype
+(:meth:`Supernet.fixed_network`).
 """
 
 from __future__ import annotations
