@@ -109,7 +109,8 @@ class _Shell:
     (b"not bz2 at all", "cannot read NATS-Bench file"),
     (bz2.compress(pickle.dumps({"meta_archs": [A]})), "has no 'arch2infos' dict"),
     (bz2.compress(pickle.dumps([1, 2])), "has no 'arch2infos' dict"),
-    (bz2.compress(pickle.dumps(_Shell())), "cannot read .*\\(it asks for posix.system\\)"),
+    (bz2.compress(pickle.dumps(_Shell())),
+     "cannot read .*\\(it asks for posix.system, which a results file does not hold\\)"),
 ], ids=["not-bz2", "no-results", "not-a-dict", "code"])
 def test_other_files_are_refused_in_one_line(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "bad.pickle.pbz2"

@@ -44,7 +44,8 @@ class _PlainUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"it asks for {module}.{name}")
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a results file "
+                                         "does not hold")
         return super().find_class(module, name)
 
 
@@ -59,7 +60,8 @@ def _load(path: Path) -> Any:
     except (OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError,
             ImportError) as err:
         raise ConfigError(f"cannot read NATS-Bench file '{path}' ({err}); pass the official "
-                          f"topology file (*{SUFFIX}) or its fast-mode directory") from None
+                          f"topology file (*{SUFFIX}) or its fast-mode -simple directory, the "
+                          "ones without trained weights") from None
 
 
 def _nats_bench() -> Any:
