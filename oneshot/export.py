@@ -2,7 +2,9 @@
 
 ``json`` and ``darts`` print the genotype (or, with ``--out``, write ``genotype.json`` and
 ``genotype.txt``); ``svg``, ``png`` and ``dot`` write one cell diagram per cell into ``--out``;
-``--alpha-plot`` writes the alpha-evolution plots of a run dir.
+``--alpha-plot`` writes the alpha-evolution plots of a run dir. ``onnx`` and ``torchscript``
+write the trained network of a retrain run dir (``model.onnx``, ``model.torchscript.pt``, into
+``--out`` or the run dir), checked against PyTorch on a batch (see :mod:`oneshot.deploy`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from oneshot.errors import ConfigError
 from oneshot.storage.files import save_genotype_file, write_atomic
 
 if TYPE_CHECKING:  # torch and the renderers are imported after the arguments were parsed
+    from oneshot.deploy.exporting import ExportResult
     from oneshot.storage.genotypes import LoadedGenotype
     from oneshot.render import GraphvizMissingError
 
 DIAGRAM_FORMATS = ("dot", "svg", "png")  # oneshot.render.drawing's, named here for a quick --help
+MODEL_FORMATS = ("onnx", "torchscript")  # oneshot.deploy.formats's
+DEFAULT_TOLERANCE = 1e-4
 
 TEXT_FORMATS = ("json", "darts")
 ONE_LINE_FORMATS = ("darts", "text")  # the space's text form; "darts" is its name in the DARTS space
-FORMATS = (*TEXT_FORMATS, "text", *DIAGRAM_FORMATS)
+FORMATS = (*TEXT_FORMATS, "text", *DIAGRAM_FORMATS, *MODEL_FORMATS)
 TEXT_FILES = {"json": "genotype.json", "darts": "genotype.txt", "text": "genotype.txt"}
 
 
@@ -81,6 +86,13 @@ def write_outputs(loaded: LoadedGenotype, formats: Sequence[str], out_dir: Path
     return written, missing
 
 
+def export_line(result: ExportResult) -> str:
+    """What an export wrote and how closely the file reproduces PyTorch."""
+    return (f"{result.path} ({result.fmt}, {len(result.class_names)} classes): max abs "
+            f"difference from PyTorch {result.max_abs_diff:.3g} on {result.images} images "
+            f"(allowed {result.allowed:.3g})")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m oneshot.export",
@@ -91,10 +103,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--format", choices=FORMATS, action="append",
                         help="output format; repeat for several (default: json then darts); darts and "
                              "text both give the space's one-line text form (e.g. NAS-Bench-201's "
-                             "|op~j|+... string); svg, png and dot (cell diagrams) need --out")
+                             "|op~j|+... string); svg, png and dot (cell diagrams) need --out; "
+                             "onnx and torchscript write the trained network of a retrain run dir "
+                             "(onnx needs pip install -e \".[export]\")")
     parser.add_argument("--out", metavar="DIR",
                         help="write files into DIR instead of printing (genotype.json, "
                              "genotype.txt, <cell>.svg|png|dot; the alpha plots)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="onnx/torchscript: the largest accepted difference of the exported "
+                             "model's logits from PyTorch's, relative to the largest logit (at "
+                             f"least 1); a larger one writes nothing, exit 1 (default {DEFAULT_TOLERANCE:g})")
     parser.add_argument("--alpha-plot", action="store_true",
                         help="write alpha_evolution_<group>.png from the run dir's TensorBoard "
                              "events (into --out, default the run dir)")
@@ -105,13 +123,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``oneshot-export``); returns the exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from oneshot.deploy.exporting import ExportMismatchError, export_run
     from oneshot.storage.genotypes import load_genotype
     from oneshot.render import save_alpha_plots
 
-    formats = list(dict.fromkeys(args.format or ([] if args.alpha_plot else TEXT_FORMATS)))
+    requested = list(dict.fromkeys(args.format or ([] if args.alpha_plot else TEXT_FORMATS)))
+    models = [fmt for fmt in requested if fmt in MODEL_FORMATS]
+    formats = [fmt for fmt in requested if fmt not in MODEL_FORMATS]
     written: list[Path] = []
     missing: GraphvizMissingError | None = None
     try:
+        if models and not (args.tolerance >= 0):
+            raise ConfigError(f"--tolerance must be a number >= 0, got {args.tolerance}")
+        for fmt in models:
+            print(export_line(export_run(args.source, fmt, args.out, tolerance=args.tolerance)))
         diagrams = [fmt for fmt in formats if fmt in DIAGRAM_FORMATS]
         if diagrams and args.out is None:
             raise ConfigError(f"--format {diagrams[0]} writes one file per cell; add --out DIR")
@@ -126,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except ExportMismatchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # standard output's reader went away: quiet_on_broken_pipe ends it
         raise
     except OSError as err:

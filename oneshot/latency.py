@@ -1,10 +1,15 @@
-"""Measure a latency table: ``python -m oneshot.latency space=proxyless out=PATH``.
+"""Measure a latency table: ``python -m oneshot.latency space=proxyless out=PATH``; or time an
+exported model: ``python -m oneshot.latency model=FILE`` (also ``--model FILE``).
 
 Times every candidate of every choice point at the input shape it sees in the supernet, on the
 current device (eval mode, ``warmup`` untimed runs, the median of ``repeats`` timed runs), and
 writes ``{"device", "space", "unit": "ms", "entries": {label: {candidate: ms}}, "meta"}``, with
 the space options and input size in ``meta``. The search's ``experiment=`` presets choose the same
 space options here (``experiment=quick_proxyless out=PATH`` measures that search's space).
+
+``model=FILE`` times a model written by ``python -m oneshot.export --format onnx|torchscript``
+(onnxruntime for ``.onnx``, ``torch.jit`` otherwise) with the same protocol, at the input size
+recorded in the file and a batch of ``batch_size`` uniform [0, 1) images.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from oneshot.errors import ConfigError
 if TYPE_CHECKING:  # torch and the spaces are imported after the command line was checked
     import torch
 
+    from oneshot.deploy.formats import ExportedModel
     from oneshot.tables.cost import CostTable
 
 
@@ -86,21 +92,68 @@ def measure_table(cfg: DictConfig) -> CostTable:
                      entries=entries, meta=meta)
 
 
+def time_model(cfg: DictConfig) -> tuple[ExportedModel, list[int], float]:
+    """The exported model ``cfg.model``, the input size it was timed at and its median ms."""
+    import torch
+
+    from oneshot.deploy.formats import load_exported
+    from oneshot.deploy.timing import median_ms
+
+    batch = _positive(cfg, "batch_size")
+    warmup, repeats = _positive(cfg, "warmup", 0), _positive(cfg, "repeats")
+    threads = None if cfg.threads is None else _positive(cfg, "threads")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = _device(cfg.device)
+    model = load_exported(cfg.model, device=device, threads=threads)
+    recorded = model.metadata.get("input_size")
+    if not (isinstance(recorded, list) and len(recorded) == 4):
+        raise ConfigError(f"'{cfg.model}' does not record its input size; export it with "
+                          "`python -m oneshot.export RETRAIN_RUN_DIR --format onnx|torchscript`")
+    size = [batch, *recorded[1:]]
+    x = torch.rand(*size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    return model, size, median_ms(lambda: model.run(x), warmup=warmup, repeats=repeats, sync=sync)
+
+
+def model_flag(args: Sequence[str]) -> list[str]:
+    """``--model FILE`` and ``--model=FILE`` as the override ``model=FILE``; others unchanged."""
+    out: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--model":
+            value = next(rest, None)
+            if value is None:
+                raise ConfigError("--model needs a file: --model FILE (or model=FILE)")
+            out.append(f"model={value}")
+        else:
+            out.append("model=" + arg[len("--model="):] if arg.startswith("--model=") else arg)
+    return out
+
+
 @quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (2 with a one-line error for bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = validate_overrides("oneshot.conf.latency", "latency", args)
-        check_output_file(Path(cfg.out), "out")
-        table = measure_table(cfg)
-        table.save(cfg.out)
+        cfg = validate_overrides("oneshot.conf.latency", "latency", model_flag(args))
+        if cfg.model is not None:
+            model, size, ms = time_model(cfg)
+        else:
+            check_output_file(Path(cfg.out), "out")
+            table = measure_table(cfg)
+            table.save(cfg.out)
     except ConfigError as err:  # matched first: a bad option is reported without importing torch
         print(f"error: {err}", file=sys.stderr)
         return 2
     except errors.USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if cfg.model is not None:
+        print(f"model {model.path} ({model.fmt}) on {device_name(model.device)}: median "
+              f"{ms:.3f} ms per batch of {size[0]} ({'x'.join(map(str, size[1:]))}), "
+              f"{cfg.warmup} warm-up and {cfg.repeats} timed runs")
+        return 0
     fastest = sum(min(row.values()) for row in table.entries.values())
     slowest = sum(max(row.values()) for row in table.entries.values())
     print(f"{len(table.entries)} choice points of space '{table.space}' on {table.device}: "
