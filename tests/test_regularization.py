@@ -4,6 +4,7 @@ and a search that adds it."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from conftest import compose_search
 from oneshot.errors import ConfigError
 from oneshot.retrain import retrain
 from oneshot.search.algorithms import algorithm_defaults, create_algorithm
+from oneshot.search.algorithms.base import OneShotSearch
 from oneshot.search.regularization import BetaDecay, beta_decay, pop_regularization, ramp
 from oneshot.train import train
 from supernets.genotype_file import load_genotype_file
@@ -67,7 +69,7 @@ def test_options_are_taken_out_and_checked() -> None:
 
 
 def test_every_softmax_algorithm_has_the_option_off_by_default() -> None:
-    for name in ("darts", "gdas", "snas", "proxyless"):
+    for name in ("darts", "gdas", "snas", "proxyless", "pcdarts"):
         defaults = algorithm_defaults(name)
         assert defaults["regularization"] == "none" and defaults["beta_weight"] == 25.0
 
@@ -78,6 +80,30 @@ def test_an_algorithm_without_softmax_alphas_refuses_it() -> None:
                                           "that are softmax\\(alpha\\); algorithm 'enas' has none"):
         create_algorithm("enas", supernet, num_classes=2,
                          cfg={"regularization": "beta", "beta_weight": 1.0})
+
+
+def test_the_architecture_step_adds_the_term_to_the_alphas_not_the_edge_betas() -> None:
+    supernet = get_space("darts").supernet(num_classes=2, channels=4, layers=3)
+    module = create_algorithm("pcdarts", supernet, num_classes=2, cfg={
+        "partial_channels": 1, "regularization": "beta", "beta_weight": 4.0})
+    params = module.arch.parameters_list()
+    alphas = len(module.arch.candidates)
+    assert len(params) > alphas  # the betas of edge normalization follow the alphas
+    with torch.no_grad():
+        for i, param in enumerate(params):
+            param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(i)))
+    before = [param.detach().clone() for param in params]
+    optimizer, logged = torch.optim.SGD(params, lr=1.0), {}
+    step = SimpleNamespace(  # what apply_arch_gradients reads of the module and its trainer
+        arch=module.arch, arch_regularization=module.arch_regularization, current_epoch=1,
+        trainer=SimpleNamespace(max_epochs=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: t)),
+        optimizers=lambda: [None, optimizer], log=lambda name, value, **_: logged.update({name: value}))
+    OneShotSearch.apply_arch_gradients(step, [torch.zeros_like(param) for param in params])
+    weight = 4.0 * 1 / 2  # epoch 1 of 2
+    for old, new in zip(before[:alphas], params[:alphas]):
+        torch.testing.assert_close(old - new.detach(), weight * torch.softmax(old, -1) / alphas)
+    assert all(torch.equal(old, new) for old, new in zip(before[alphas:], params[alphas:]))
+    assert logged["train/arch_reg"].item() == pytest.approx(weight * beta_decay(before[:alphas]).item())
 
 
 def _scalars(run_dir, tag: str) -> list[float]:

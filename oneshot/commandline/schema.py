@@ -216,7 +216,7 @@ ALGORITHMS: dict[str, Table] = {
     "gdas": GUMBEL,
     "snas": GUMBEL,
     "pcdarts": {"partial_channels": integer(1), "edge_normalization": boolean(),
-                "warmup_epochs": integer(0), **ALPHAS},
+                "warmup_epochs": integer(0), **ALPHAS, **REGULARIZATION},
     "proxyless": {"seed": SEED, **ALPHAS, **REGULARIZATION, "latency.table": path(null=True),
                   "latency.target_ms": number(above=0, null=True),
                   "latency.target_mflops": number(above=0, null=True),

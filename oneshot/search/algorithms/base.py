@@ -201,9 +201,10 @@ class OneShotSearch(SupernetSearch):
         architecture on every rank.
         """
         alphas = self.arch.parameters_list()
-        if self.arch_regularization is not None:  # its gradient joins the loss's (train/arch_reg)
-            term, extra = self.arch_regularization(alphas, self.current_epoch, self.trainer.max_epochs or 1)
-            grads = [grad + more for grad, more in zip(grads, extra)]
+        if self.arch_regularization is not None:  # on the choice points' alphas (train/arch_reg)
+            term, extra = self.arch_regularization(alphas[:len(self.arch.candidates)], self.current_epoch,
+                                                   self.trainer.max_epochs or 1)
+            grads = [grad + more for grad, more in zip(grads, extra)] + list(grads[len(extra):])
             self.log("train/arch_reg", term, on_step=True, on_epoch=True)
         flat = self.trainer.strategy.reduce(torch.cat([g.reshape(-1) for g in grads]), reduce_op="mean")
         arch_opt = self.optimizers()[1]
