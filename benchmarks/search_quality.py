@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from oneshot.errors import ConfigError
 from oneshot.tables.benchmark import ResultTable, load_benchmark_table
@@ -83,7 +83,7 @@ def run_search(args: argparse.Namespace, algorithm: str, seed: int) -> SearchRes
 
 
 def benchmark_source(args: argparse.Namespace) -> ResultTable | None:
-    """The NATS-Bench file (``--nats``) or CSV table (``--csv``) the found cells are looked up in."""
+    """The NATS-Bench file (``--nats``) or CSV table (``--csv``) to look the found cells up in."""
     if args.nats:
         from oneshot.tables.nats import load_nats_table
         return load_nats_table(args.nats)
@@ -110,7 +110,8 @@ def markdown_tables(results: Sequence[SearchResult], columns: Sequence[str]) -> 
         total = sum(r.algorithm == algorithm for r in results)
         cells = [algorithm, f"{len(done)}/{total}", _mean_std([r.val_acc for r in done], 100),
                  *(_mean_std([r.benchmark.get(c) for r in done]) for c in columns),
-                 _mean_std([r.wall_s for r in done], 1 / 60), _mean_std([r.peak_rss_mib for r in done], digits=0)]
+                 _mean_std([r.wall_s for r in done], 1 / 60),
+                 _mean_std([r.peak_rss_mib for r in done], digits=0)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| algorithm | seed | cell | supernet val acc (%) | "
               + "".join(f"{c} (%) | " for c in columns) + "search time (min) | peak RSS (MiB) |",

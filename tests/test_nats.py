@@ -22,7 +22,8 @@ from supernets.genotype_file import load_genotype_file
 
 A = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
 B = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
-C = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+C = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+     "nor_conv_3x3~2|")
 FINALS = {A: {"cifar10_test": [93.0, 94.0], "cifar100_test": [70.0, 72.0],
               "imagenet16_120_test": [40.0, 44.0]},
           B: {"cifar10_test": [10.0, 10.5]},
@@ -75,7 +76,7 @@ def test_unknown_or_unevaluated_architecture_is_a_config_error(nats_file: Path,
         table.lookup("Genotype(normal=[('sep_conv_3x3', 0)])")
     _one_line(info)
     other = all_archs()[7]
-    with pytest.raises(ConfigError, match=f"holds no 200-epoch results for architecture 7"):
+    with pytest.raises(ConfigError, match="holds no 200-epoch results for architecture 7"):
         table.lookup(other)
     folder = write_nats_dir(tmp_path / "simple", {A: FINALS[A]})
     with pytest.raises(ConfigError, match="holds no 200-epoch results for architecture 7"):

@@ -1,4 +1,4 @@
-"""NATS-Bench topology results (the NAS-Bench-201 cell space) read through the ``nats_bench`` package.
+"""NATS-Bench topology results (the NAS-Bench-201 cell space), read through ``nats_bench``.
 
 The official file comes in two layouts: one ``NATS-tss-v1_0-3ffb9.pickle.pbz2`` file (a dict of
 ``meta_archs``, ``arch2infos`` and ``evaluated_indexes``) or the fast-mode directory
@@ -16,7 +16,6 @@ CIFAR-100's and ImageNet16-120's test halves (``x-test``).
 from __future__ import annotations
 
 import bz2
-import collections
 import pickle
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from typing import Any
 from oneshot.errors import ConfigError
 
 EPOCHS = "200"
-"""The benchmark's full training schedule, the results NAS papers quote (the package's default is "12")."""
+"""The benchmark's full training schedule, the results NAS papers quote (the package's
+default is "12")."""
 
 DATASETS = {"cifar10_test": "cifar10", "cifar100_test": "cifar100",
             "imagenet16_120_test": "ImageNet16-120"}
@@ -95,7 +95,7 @@ class NatsTable:
         self._cache: dict[str, dict[str, float | None]] = {}
 
     def _field(self, data: Any, key: str, kind: type) -> Any:
-        """``data[key]`` of type ``kind``, or a ConfigError saying the file is not the benchmark's."""
+        """``data[key]`` of type ``kind``, or a ConfigError: the file is not the benchmark's."""
         value = data.get(key) if isinstance(data, dict) else None
         if not isinstance(value, kind):
             raise ConfigError(f"NATS-Bench file '{self.path}' has no '{key}' {kind.__name__}; "
@@ -113,7 +113,8 @@ class NatsTable:
             record = None if name is None else _load(name)
         if not isinstance(record, dict) or EPOCHS not in record:
             raise ConfigError(f"NATS-Bench file '{self.path}' holds no {EPOCHS}-epoch results "
-                              f"for architecture {index} '{arch}'; pass the complete benchmark file")
+                              f"for architecture {index} '{arch}'; pass the complete "
+                              "benchmark file")
         return record
 
     def lookup(self, arch: str) -> dict[str, float | None]:
@@ -126,8 +127,8 @@ class NatsTable:
 
     def missing_message(self, arch: str) -> str:
         """One line saying ``arch`` is not a NATS-Bench topology."""
-        return (f"architecture '{arch}' is not in NATS-Bench file '{self.path}' ({len(self._index)} "
-                "architectures); benchmark.nats looks up cells of space=nb201")
+        return (f"architecture '{arch}' is not in NATS-Bench file '{self.path}' "
+                f"({len(self._index)} architectures); benchmark.nats looks up cells of space=nb201")
 
     def _query(self, arch: str) -> dict[str, float | None]:
         if arch not in self._index:
@@ -140,8 +141,9 @@ class NatsTable:
             return {column: _test_accuracy(api, index, dataset)
                     for column, dataset in DATASETS.items()}
         except (ValueError, TypeError, AttributeError, IndexError, ZeroDivisionError) as err:
-            raise ConfigError(f"NATS-Bench file '{self.path}': the results of '{arch}' cannot be "
-                              f"read ({type(err).__name__}: {err}); pass the official file") from None
+            raise ConfigError(f"NATS-Bench file '{self.path}': the results of '{arch}' cannot "
+                              f"be read ({type(err).__name__}: {err}); pass the official "
+                              "file") from None
 
 
 def _test_accuracy(api: Any, index: int, dataset: str) -> float | None:
