@@ -127,7 +127,8 @@ def test_architecture_parameters() -> None:
 
 def test_algorithm_registry() -> None:
     supernet = DartsSupernet(channels=2, layers=3)
-    assert list_algorithms() == ["darts", "enas", "gdas", "pcdarts", "proxyless", "snas", "spos"]
+    assert list_algorithms() == ["darts", "drnas", "enas", "gdas", "pcdarts", "proxyless", "sdarts",
+                                "snas", "spos"]
     module = create_algorithm("darts", supernet, num_classes=10,
                               cfg={"unrolled": True, "weight_optimizer": {"lr": 0.1}})
     assert module.unrolled and module.weight_optimizer_config.lr == 0.1

@@ -212,7 +212,10 @@ REGULARIZATION: Table = {"regularization": text("none", "beta"), "beta_weight": 
 GUMBEL: Table = {"seed": SEED, "tau_max": number(above=0), "tau_min": number(above=0),
                  "tau_schedule": text("linear", "exponential"), **ALPHAS, **REGULARIZATION}
 ALGORITHMS: dict[str, Table] = {
-    "darts": {"unrolled": boolean(), **ALPHAS, **REGULARIZATION},
+    "darts": {"unrolled": boolean(), "auxiliary_skip": boolean(), **ALPHAS, **REGULARIZATION},
+    "sdarts": {"seed": SEED, "perturbation": text("random", "adversarial"),
+               "epsilon_start": number(0), "epsilon": number(0), "attack_steps": integer(1),
+               "unrolled": boolean(), "auxiliary_skip": boolean(), **ALPHAS, **REGULARIZATION},
     "gdas": GUMBEL,
     "snas": GUMBEL,
     "pcdarts": {"partial_channels": integer(1), "edge_normalization": boolean(),

@@ -17,6 +17,7 @@ from oneshot.search.algorithms.enas import ControllerConfig, EnasSearch
 from oneshot.search.algorithms.gumbel import GdasSearch, SnasSearch
 from oneshot.search.algorithms.pcdarts import PcDartsSearch, pcdarts_space_options
 from oneshot.search.algorithms.proxyless import LatencyConfig, ProxylessSearch
+from oneshot.search.algorithms.sdarts import SdartsSearch
 from oneshot.search.algorithms.spos import SearchConfig, SposSearch
 from oneshot.search.regularization import pop_regularization
 from oneshot.tables.cost import check_measured_for, load_cost_table
@@ -75,6 +76,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "gdas": AlgorithmSpec(_builder(GdasSearch, **_OPTIMIZERS), ("darts", "nb201")),
     "pcdarts": AlgorithmSpec(_builder(PcDartsSearch, **_OPTIMIZERS), ("darts", "nb201"),
                              pcdarts_space_options),
+    "sdarts": AlgorithmSpec(_builder(SdartsSearch, **_OPTIMIZERS), ("darts", "nb201")),
     "snas": AlgorithmSpec(_builder(SnasSearch, **_OPTIMIZERS), ("darts", "nb201")),
     "proxyless": AlgorithmSpec(_builder(ProxylessSearch, latency=LatencyConfig, **_OPTIMIZERS),
                                ("proxyless", "darts")),

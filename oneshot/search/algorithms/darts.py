@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
 from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
+from oneshot.search.auxiliary_skip import update_auxiliary_skip
+from supernets.auxiliary import add_auxiliary_skips
 
 
 class DartsSearch(OneShotSearch):
@@ -16,17 +18,24 @@ class DartsSearch(OneShotSearch):
 
     First order takes the alpha gradient of the validation loss at the current weights; second
     order (``unrolled=True``) differentiates through one virtual SGD step of the weights.
+    With ``auxiliary_skip`` (DARTS-) every choice also adds ``beta * skip(x)``, ``beta``
+    decaying per epoch from 1 to 0 (:mod:`oneshot.search.auxiliary_skip`).
     """
 
     algorithm_name = "darts"
 
     def __init__(self, supernet: nn.Module, *, num_classes: int, unrolled: bool,
-                 weight_optimizer: WeightOptimizerConfig, arch_optimizer: ArchOptimizerConfig,
-                 alpha_init_std: float) -> None:
+                 auxiliary_skip: bool, weight_optimizer: WeightOptimizerConfig,
+                 arch_optimizer: ArchOptimizerConfig, alpha_init_std: float,
+                 options: Mapping[str, Any] | None = None) -> None:
         super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
                          arch_optimizer=arch_optimizer, alpha_init_std=alpha_init_std,
-                         options={"unrolled": unrolled})
+                         options={"unrolled": unrolled, "auxiliary_skip": auxiliary_skip,
+                                  **dict(options or {})})
         self.unrolled = unrolled
+        self.auxiliary_skip = auxiliary_skip
+        if auxiliary_skip:
+            add_auxiliary_skips(supernet)
 
     def training_architecture(self) -> Mapping[str, torch.Tensor]:
         return self.arch_weights()
@@ -49,6 +58,11 @@ class DartsSearch(OneShotSearch):
             arch_loss = loss.detach()
         self.apply_arch_gradients(grads)
         return arch_loss
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if self.auxiliary_skip:
+            update_auxiliary_skip(self)
 
     def _virtual_step(self) -> VirtualStep:
         group = self.optimizers()[0].optimizer.param_groups[0]
