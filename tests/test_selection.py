@@ -14,13 +14,14 @@ from conftest import compose_search
 from oneshot.errors import ConfigError
 from oneshot.search.selection import runner
 from oneshot.search.selection.perturbation import decide, evaluate
-from oneshot.search.selection.plan import SelectionState, plan_rounds, plan_units
+from oneshot.search.selection.plan import SelectionState, plan_rounds, plan_units, project
 from oneshot.train import train
 from supernets import InputChoice, OpChoice, Supernet
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.search import DartsSupernet
 from supernets.darts.topology import edge_inputs, edge_label
 from supernets.genotype_file import load_genotype_file
+from supernets.mixed import SparseRow
 from supernets.nb201.genotype import Nb201Genotype
 
 
@@ -195,3 +196,30 @@ def test_selection_by_perturbation_is_refused_without_alphas() -> None:
         train(compose_search("space=nb201", "algorithm=spos", "selection=perturbation"))
     message = str(err.value)
     assert "\n" not in message and "algorithm 'spos'" in message and "selection=argmax" in message
+
+
+def test_fine_tuning_rows_apply_the_decisions_with_zero_alpha_gradients() -> None:
+    supernet = DartsSupernet(channels=4, layers=3, steps=2, multiplier=2)
+    state = SelectionState(rounds=[], ops={"normal/edge_0": 4}, dropped=["normal/edge_2"])
+    alpha = torch.randn(8, requires_grad=True)
+    sampled = SparseRow(torch.softmax(alpha, 0), (1, 2))
+    rows = {"normal/edge_0": torch.softmax(alpha, 0), "normal/edge_1": sampled,
+            "normal/edge_2": torch.softmax(alpha, 0)}
+    state_sampled = SelectionState(rounds=[], ops={"normal/edge_1": 5})
+    dense = project(supernet, rows, state, connected=True)
+    assert torch.equal(dense["normal/edge_0"].detach(), torch.eye(8)[4])  # dense stays dense
+    assert torch.equal(dense["normal/edge_2"].detach(), torch.zeros(8))
+    fixed = project(supernet, rows, state_sampled, connected=True)["normal/edge_1"]
+    assert isinstance(fixed, SparseRow) and fixed.active == (5,)  # a sampled row runs only it
+    total = dense["normal/edge_0"].sum() + dense["normal/edge_2"].sum() + fixed.weights.sum()
+    (grad,) = torch.autograd.grad(total, alpha)
+    assert torch.equal(grad, torch.zeros(8))
+    plain = project(supernet, rows, state)  # evaluation: the fixed edge runs only its op
+    assert plain["normal/edge_0"].active == (4,) and plain["normal/edge_2"].active == ()
+
+
+def test_the_quick_preset_shrinks_the_selection() -> None:
+    cfg = compose_search("experiment=quick", "selection=perturbation")
+    assert (cfg.selection.tune_steps, cfg.selection.eval_batches) == (10, 2)
+    assert compose_search("selection=perturbation").selection.tune_epochs == 5
+    assert compose_search().selection.name == "argmax"

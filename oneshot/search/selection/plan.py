@@ -144,25 +144,37 @@ def project(supernet: Supernet, rows: Mapping[str, ArchRow], state: SelectionSta
     """``rows`` with the decisions of ``state`` applied: a fixed edge runs only its operation,
     a dropped DARTS edge nothing, a decided input choice only its kept inputs.
 
-    With ``connected`` every replaced row still depends on the row it replaces, with a zero
-    gradient, so that an architecture step that differentiates every alpha keeps working.
+    With ``connected`` (fine-tuning) every replaced row still depends on the row it replaces,
+    with a zero gradient, so an architecture step that differentiates every alpha keeps
+    working; a dense row then stays dense (the other candidates computed at weight 0, so a
+    second-order step sees every weight), a sampled row stays sparse.
     """
     out = dict(rows)
     for label, index in state.ops.items():
-        like = _weights(rows[label])
-        onehot = torch.zeros_like(like)
-        onehot[index] = 1.0
-        out[label] = SparseRow(onehot + like * 0 if connected else onehot, (index,))
+        out[label] = _fixed(rows[label], [index], connected)
     for label, kept in state.inputs.items():
-        like = _weights(rows[label])
-        mask = torch.zeros_like(like)
-        mask[kept] = 1.0
-        out[label] = SparseRow(mask + like * 0 if connected else mask, tuple(kept))
+        out[label] = _fixed(rows[label], kept, connected)
     for label in state.dropped:
-        like = _weights(rows[label])
-        out[label] = _zero_row(supernet, label, like) if connected \
-            else SparseRow(torch.zeros_like(like), ())
+        row = rows[label]
+        if not connected:
+            out[label] = SparseRow(torch.zeros_like(_weights(row)), ())
+        elif isinstance(row, SparseRow):
+            out[label] = _zero_row(supernet, label, row.weights)
+        else:
+            out[label] = row * 0
     return out
+
+
+def _fixed(row: ArchRow, indices: list[int], connected: bool) -> ArchRow:
+    """Weight 1 at ``indices``, 0 elsewhere (see :func:`project` for ``connected``)."""
+    like = _weights(row)
+    mask = torch.zeros_like(like)
+    mask[indices] = 1.0
+    if not connected:
+        return SparseRow(mask, tuple(indices))
+    if isinstance(row, SparseRow):
+        return SparseRow(mask + like * 0, tuple(indices))
+    return mask + like * 0
 
 
 def final_rows(supernet: Supernet, state: SelectionState,

@@ -136,6 +136,7 @@ class PerturbationSelection:
         self.tune = tune
         self.tune_steps = tune_steps
         self.units: dict[str, Unit] = {u.name: u for u in plan_units(module.supernet)}
+        self.argmax: Any = None
 
     # -- state -------------------------------------------------------------------------------
     def initial_state(self) -> SelectionState:
@@ -161,7 +162,7 @@ class PerturbationSelection:
         data = {"rule": "perturbation", "options": asdict(self.config),
                 "tune_steps": self.tune_steps, "finished": state.done == len(state.rounds),
                 "genotype": None if genotype is None else genotype.to_dict(),
-                "argmax_genotype": self.module.genotype().to_dict(),
+                "argmax_genotype": self.argmax.to_dict(),
                 "state": state.to_dict()}
         if state.done < len(state.rounds):
             buffer = io.BytesIO()
@@ -174,6 +175,7 @@ class PerturbationSelection:
     def run(self, device: torch.device) -> tuple[Any, SelectionState]:
         """Every round still to do; returns the selected genotype (written to ``selection.json``)
         and the decisions."""
+        self.argmax = self.module.genotype()  # the search's own, before any fine-tuning
         state = self.initial_state()
         supernet = self.module.supernet
         while state.done < len(state.rounds):
