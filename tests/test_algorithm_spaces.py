@@ -40,6 +40,7 @@ ALGORITHM_TINY = {
     "spos": ("algorithm.search.population=2", "algorithm.search.sample_size=1",
              "algorithm.search.cycles=3", "algorithm.search.calib_batches=1",
              "algorithm.search.eval_batches=1"),
+    "pcdarts": ("algorithm.warmup_epochs=0",),           # its architecture steps in the one epoch
 }
 
 
