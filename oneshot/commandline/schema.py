@@ -321,7 +321,7 @@ RETRAIN = EntrySchema(groups=("task",), options={
 LATENCY = EntrySchema(groups=("space",), options={
     "out": path(), "device": text("auto", "cpu", "cuda"), "batch_size": integer(1),
     "image_size": integer(1), "warmup": integer(0), "repeats": integer(1),
-    "threads": integer(1, null=True)})
+    "threads": integer(1, null=True), "model": path(null=True)})
 
 ENTRY_POINTS: dict[str, EntrySchema] = {"train": SEARCH, "retrain": RETRAIN, "latency": LATENCY}
 """Each entry point's schema, by the name of its config (``train.yaml``, ...)."""
