@@ -25,7 +25,8 @@ from supernets.mixed import ArchRow, SparseRow
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave ``groups`` equal blocks of channels: channel ``g * n + i`` moves to ``i * groups + g``."""
+    """Interleave ``groups`` equal blocks of ``n`` channels: channel ``g * n + i`` moves to
+    ``i * groups + g``."""
     b, c, h, w = x.shape
     shuffled = x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):

@@ -68,8 +68,9 @@ class Nb201Supernet(Nb201Skeleton, Supernet):
             raise SpaceError(f"NAS-Bench-201 candidates must be distinct operations from: "
                              f"{', '.join(NB201_OPS)}; got {list(candidates)}")
         check_partial_channels(partial_channels)
-        super().__init__(lambda c: SearchCell(c, candidates, partial_channels), num_classes=num_classes,
-                         channels=channels, layers=layers, in_channels=in_channels)
+        super().__init__(lambda c: SearchCell(c, candidates, partial_channels),
+                         num_classes=num_classes, channels=channels, layers=layers,
+                         in_channels=in_channels)
         self.candidates = candidates
 
     def derive(self, weights: Mapping[str, torch.Tensor]) -> Nb201Genotype:
