@@ -10,7 +10,7 @@ between the stages every operation choice keeps only its ``keep`` strongest cand
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -35,12 +35,22 @@ def concentration(alpha: torch.Tensor) -> torch.Tensor:
 def dirichlet_rsample(concentrations: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
     """One reparameterized sample of ``Dirichlet(c)`` per row ``c``, differentiable in ``c``.
 
-    The samples are drawn on the CPU from a generator seeded with ``seed`` (the global random
-    state is left as it was), so every process and a resumed search draw the same ones.
+    The samples are drawn on the CPU (one copy there and back for all rows) from a generator
+    seeded with ``seed``, the global random state left as it was, so every process and a resumed
+    search draw the same ones.
     """
+    if not concentrations:
+        return []
+    sizes, shapes = [c.numel() for c in concentrations], [c.shape for c in concentrations]
+    flat = torch.cat([c.reshape(-1) for c in concentrations]).cpu()
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
-        return [Dirichlet(c.cpu()).rsample().to(c.device) for c in concentrations]
+        draws = [Dirichlet(c.view(shape)).rsample() for c, shape in zip(flat.split(sizes), shapes)]
+    device = concentrations[0].device
+    if device.type == "cpu":
+        return draws
+    back = torch.cat([d.reshape(-1) for d in draws]).to(device)
+    return [d.view(shape) for d, shape in zip(back.split(sizes), shapes)]
 
 
 def dirichlet_kl(concentrations: Sequence[torch.Tensor], prior: float) -> torch.Tensor:
@@ -61,7 +71,9 @@ def top_candidates(alpha: torch.Tensor, kept: torch.Tensor, keep: int) -> torch.
 class CandidateMask(nn.Module):
     """Which candidates of every choice point are still searched, and the stage reached.
 
-    Buffers, so that checkpoints hold them and a resumed search continues on the same space.
+    Buffers, so that checkpoints hold them and a resumed search continues on the same space;
+    the indices are also kept on the host (read once after each change), so a step does not wait
+    for the device to learn them.
     """
 
     def __init__(self, candidates: Mapping[str, Sequence[str]]) -> None:
@@ -70,6 +82,7 @@ class CandidateMask(nn.Module):
         for index, label in enumerate(self.labels):
             self.register_buffer(f"kept_{index}", torch.ones(len(candidates[label]), dtype=torch.bool))
         self.register_buffer("stage", torch.zeros((), dtype=torch.long))
+        self._active: dict[str, tuple[int, ...]] | None = None
 
     def kept(self, label: str) -> torch.Tensor:
         """The mask of ``label``'s candidates that are still searched."""
@@ -77,11 +90,25 @@ class CandidateMask(nn.Module):
 
     def active(self, label: str) -> tuple[int, ...]:
         """The indices of ``label``'s candidates that are still searched."""
-        return tuple(int(i) for i in self.kept(label).nonzero().flatten().tolist())
+        if self._active is None:
+            masks = torch.cat([self.kept(name) for name in self.labels]).cpu().split(
+                [self.kept(name).numel() for name in self.labels])
+            self._active = {name: tuple(mask.nonzero().flatten().tolist())
+                            for name, mask in zip(self.labels, masks)}
+        return self._active[label]
+
+    def pruned(self, label: str) -> bool:
+        """Whether some candidate of ``label`` is no longer searched."""
+        return len(self.active(label)) < self.kept(label).numel()
 
     def prune(self, label: str, mask: torch.Tensor) -> None:
         """Keep only the candidates of ``label`` in ``mask``."""
         self.kept(label).copy_(mask)
+        self._active = None
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._active = None  # a checkpoint's masks replace these
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class DrnasSearch(OneShotSearch):
@@ -125,7 +152,8 @@ class DrnasSearch(OneShotSearch):
     # -- the distribution -------------------------------------------------------------------
     def concentrations(self) -> dict[str, torch.Tensor]:
         """Per label, the concentration of the candidates still searched (differentiable)."""
-        return {label: concentration(self.arch.alphas[label])[self.pruning.kept(label)]
+        return {label: concentration(self.arch.alphas[label])[list(self.pruning.active(label))]
+                if self.pruning.pruned(label) else concentration(self.arch.alphas[label])
                 for label in self.arch.candidates}
 
     def _rows(self, values: Mapping[str, torch.Tensor]) -> dict[str, ArchRow]:
@@ -133,13 +161,13 @@ class DrnasSearch(OneShotSearch):
         choice point's row runs only the searched candidates."""
         rows: dict[str, ArchRow] = {}
         for label, value in values.items():
-            kept = self.pruning.kept(label)
-            if bool(kept.all()):
+            if not self.pruning.pruned(label):
                 rows[label] = value
                 continue
-            row = torch.zeros(kept.shape, dtype=value.dtype, device=value.device)
-            row = row.masked_scatter(kept.to(value.device), value)
-            rows[label] = SparseRow(row, self.pruning.active(label))
+            active = self.pruning.active(label)
+            index = torch.tensor(active, device=value.device)
+            row = torch.zeros(len(self.arch.candidates[label]), dtype=value.dtype, device=value.device)
+            rows[label] = SparseRow(row.index_put((index,), value), active)
         return rows
 
     def sample(self, stream: int) -> dict[str, ArchRow]:
