@@ -223,3 +223,11 @@ def test_the_quick_preset_shrinks_the_selection() -> None:
     assert (cfg.selection.tune_steps, cfg.selection.eval_batches) == (10, 2)
     assert compose_search("selection=perturbation").selection.tune_epochs == 5
     assert compose_search().selection.name == "argmax"
+
+
+def test_selection_by_perturbation_is_refused_for_several_processes(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        train(compose_search("space=nb201", "selection=perturbation", "trainer.devices=2",
+                             f"run_dir={tmp_path / 'run'}"))
+    assert "\n" not in str(err.value) and "runs 2" in str(err.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()

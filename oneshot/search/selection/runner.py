@@ -58,7 +58,7 @@ def check_selection(selection: Mapping[str, Any], algorithm: str) -> None:
 def check_single_process(world_size: int) -> None:
     """Perturbation selection runs in one process; refuse a distributed search in one line."""
     if world_size > 1:
-        raise ConfigError(f"selection=perturbation runs in one process, but the trainer has "
+        raise ConfigError(f"selection=perturbation runs in one process, but this search runs "
                           f"{world_size}; search with trainer.devices=1 and trainer.num_nodes=1")
 
 
@@ -126,12 +126,11 @@ class PerturbationSelection:
     """Perturbation selection of one search, in its run dir."""
 
     def __init__(self, module: OneShotSearch, config: PerturbationConfig, *, run_dir: Path,
-                 space: str, val_batches: Callable[[], Iterable[Batch]],
+                 val_batches: Callable[[], Iterable[Batch]],
                  tune: Callable[[int, SelectionState], None], tune_steps: int) -> None:
         self.module = module
         self.config = config
         self.run_dir = Path(run_dir)
-        self.space = space
         self.val_batches = val_batches
         self.tune = tune
         self.tune_steps = tune_steps
@@ -140,22 +139,25 @@ class PerturbationSelection:
 
     # -- state -------------------------------------------------------------------------------
     def initial_state(self) -> SelectionState:
-        """A new selection, or the one a stopped run saved after its last finished round."""
+        """A new selection, or the one a stopped run saved after its last finished round
+        (``checkpoints/selection.ckpt`` holds the decisions with the weights they go with)."""
         rounds = plan_rounds(list(self.units.values()), self.config.seed)
-        path = self.run_dir / SELECTION_FILE
-        if not path.is_file():
+        record, weights = self.run_dir / SELECTION_FILE, self.run_dir / STATE_FILE
+        if weights.is_file():
+            saved = load_weights_only(weights)
+            state = SelectionState.from_dict(json.loads(saved["state"]))
+            self.module.load_state_dict(saved["module"])
+        elif record.is_file():
+            state = SelectionState.from_dict(json.loads(record.read_text(encoding="utf-8"))["state"])
+            if state.done < len(state.rounds):
+                raise ConfigError(f"{record} holds an unfinished selection but {weights} is "
+                                  f"missing; move {record.name} away to select again")
+        else:
             return SelectionState(rounds=rounds)
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        state = SelectionState.from_dict(saved["state"])
         if state.rounds != rounds:
-            raise ConfigError(f"{path} was written by a selection with other rounds (another seed "
-                              "or space); move it away to select again")
-        if state.done < len(rounds):
-            weights = self.run_dir / STATE_FILE
-            if not weights.is_file():
-                raise ConfigError(f"{path} holds an unfinished selection but {weights} is missing; "
-                                  f"move {path.name} away to select again")
-            self.module.load_state_dict(load_weights_only(weights))
+            raise ConfigError(f"the saved selection in {self.run_dir} decides in other rounds "
+                              f"(another selection.seed or space); move {record.name} and {weights} "
+                              "away to select again")
         return state
 
     def _save(self, state: SelectionState, genotype: Any = None) -> None:
@@ -166,7 +168,8 @@ class PerturbationSelection:
                 "state": state.to_dict()}
         if state.done < len(state.rounds):
             buffer = io.BytesIO()
-            torch.save(self.module.state_dict(), buffer)
+            torch.save({"module": self.module.state_dict(), "state": json.dumps(state.to_dict())},
+                       buffer)
             write_atomic(self.run_dir / STATE_FILE, buffer.getvalue())
         write_atomic(self.run_dir / SELECTION_FILE,
                      (json.dumps(data, indent=2) + "\n").encode("utf-8"))
@@ -270,7 +273,7 @@ def select_by_perturbation(module: OneShotSearch, datamodule: Any, search: pl.Tr
         with quiet_lightning():  # no device banner and 'max_steps reached' per round
             tune(round_index, state)
 
-    selector = PerturbationSelection(module, config, run_dir=run_dir, space=space,
+    selector = PerturbationSelection(module, config, run_dir=run_dir,
                                      val_batches=val_batches, tune=quiet_tune, tune_steps=steps)
     genotype, state = selector.run(device)
     written = json.loads((run_dir / "genotype.json").read_text(encoding="utf-8"))["meta"]
