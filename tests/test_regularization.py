@@ -69,7 +69,7 @@ def test_options_are_taken_out_and_checked() -> None:
 
 
 def test_every_softmax_algorithm_has_the_option_off_by_default() -> None:
-    for name in ("darts", "gdas", "snas", "proxyless", "pcdarts"):
+    for name in ("darts", "gdas", "snas", "proxyless", "sdarts", "pcdarts"):
         defaults = algorithm_defaults(name)
         assert defaults["regularization"] == "none" and defaults["beta_weight"] == 25.0
 
