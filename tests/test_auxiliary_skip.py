@@ -21,7 +21,9 @@ from supernets.choices import OpChoice
 from supernets.darts.search import DartsSupernet
 from supernets.errors import SpaceError
 from supernets.genotype_file import load_genotype_file
+from supernets.nb201.search import Nb201Supernet
 from supernets.ops import FactorizedReduce
+from supernets.partial import PartialChannels, channel_shuffle
 from supernets.spaces import get_space
 from supernets.supernet import Supernet
 from test_algorithm_spaces import NO_SPACE, SPACE_TINY, _compose_retrain
@@ -114,6 +116,19 @@ def test_off_by_default_and_on_adds_only_the_skips() -> None:
     added = set(on.supernet.state_dict()) - keys
     assert keys <= set(on.supernet.state_dict()) and added
     assert all(".auxiliary_skip.op." in key for key in added)  # FactorizedReduce weights only
+
+
+def test_pcdarts_edge_skips_only_the_channels_it_mixes() -> None:
+    torch.manual_seed(0)
+    module = create_algorithm("pcdarts", Nb201Supernet(channels=8, layers=1, partial_channels=4),
+                              num_classes=10, cfg={"auxiliary_skip": True})
+    edge = next(m for m in module.supernet.modules() if isinstance(m, PartialChannels))
+    x, row = torch.randn(2, 8, 4, 4), torch.softmax(torch.randn(5), dim=-1)
+    set_auxiliary_skip_weight(module.supernet, 0.0)
+    without = edge(x, row)
+    set_auxiliary_skip_weight(module.supernet, 0.5)
+    added = torch.cat([0.5 * x[:, :2], torch.zeros(2, 6, 4, 4)], dim=1)  # the mixed 8 / 4
+    torch.testing.assert_close(edge(x, row) - without, channel_shuffle(added, 4))
 
 
 class SkipProbe(pl.Callback):

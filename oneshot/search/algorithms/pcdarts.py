@@ -18,7 +18,9 @@ from torch import nn
 from oneshot.errors import ConfigError
 from oneshot.search.algorithms.base import (ArchOptimizerConfig, Batch, OneShotSearch,
                                             WeightOptimizerConfig)
+from oneshot.search.auxiliary_skip import update_auxiliary_skip
 from oneshot.search.edge_normalization import EdgeNormalizedParameters, check_node_edges
+from supernets.auxiliary import add_auxiliary_skips
 from supernets.choices import OpChoice
 from supernets.partial import PartialChannels
 
@@ -49,13 +51,14 @@ class PcDartsSearch(OneShotSearch):
     ``partial_channels`` must be the K the supernet was built with (1: every channel mixed);
     ``edge_normalization`` adds the betas (it needs the space's
     :meth:`~supernets.supernet.Supernet.node_edges`); the architecture is not updated in the
-    first ``warmup_epochs`` epochs.
+    first ``warmup_epochs`` epochs. ``auxiliary_skip`` is DARTS-'s decaying skip on every
+    mixed edge (:mod:`oneshot.search.auxiliary_skip`), here on its ``1 / K`` channels.
     """
 
     algorithm_name = "pcdarts"
 
     def __init__(self, supernet: nn.Module, *, num_classes: int, partial_channels: int,
-                 edge_normalization: bool, warmup_epochs: int,
+                 edge_normalization: bool, warmup_epochs: int, auxiliary_skip: bool,
                  weight_optimizer: WeightOptimizerConfig, arch_optimizer: ArchOptimizerConfig,
                  alpha_init_std: float) -> None:
         built = _built_partial_channels(supernet)
@@ -68,7 +71,8 @@ class PcDartsSearch(OneShotSearch):
                          arch_optimizer=arch_optimizer, alpha_init_std=alpha_init_std,
                          options={"partial_channels": partial_channels,
                                   "edge_normalization": edge_normalization,
-                                  "warmup_epochs": warmup_epochs})
+                                  "warmup_epochs": warmup_epochs,
+                                  "auxiliary_skip": auxiliary_skip})
         if edge_normalization:
             op_labels = [label for label, modules in supernet.choices().items()
                          if isinstance(modules[0], OpChoice)]
@@ -76,6 +80,9 @@ class PcDartsSearch(OneShotSearch):
             self.arch = EdgeNormalizedParameters(supernet.choice_points(), node_edges,
                                                  init_std=alpha_init_std)
         self.warmup_epochs = warmup_epochs
+        self.auxiliary_skip = auxiliary_skip
+        if auxiliary_skip:
+            add_auxiliary_skips(supernet)
 
     def training_architecture(self) -> Mapping[str, torch.Tensor]:
         return self.arch_weights()
@@ -89,6 +96,11 @@ class PcDartsSearch(OneShotSearch):
         loss = self.criterion(self.supernet(x_a, self.arch.softmax()), y_a)
         self.apply_arch_gradients(torch.autograd.grad(loss, self.arch.parameters_list()))
         return loss.detach()
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if self.auxiliary_skip:
+            update_auxiliary_skip(self)
 
     def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> torch.Tensor:
         """The weight step alone during the warm-up, then architecture and weight steps."""
