@@ -203,6 +203,7 @@ def _in_memory(cache: Path, files: dict[str, object], digest: str,
                                     desc=f"decoding {split} images")
         tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
     try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         save_cache(cache, tensors, source=str(root), fingerprint=digest)  # type: ignore[arg-type]
     except OSError as err:
         warnings.warn(f"could not write cache {cache} ({one_line(err)}); the next run decodes "
@@ -283,6 +284,7 @@ def _write_json(path: Path, document: dict[str, object]) -> None:
     """Write ``document`` atomically; a folder we cannot write to only costs recomputing."""
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(document) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError:

@@ -89,10 +89,10 @@ def test_split_follows_its_seed_and_a_second_load_reads_the_cache(
         folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def load(seed: int):
         return load_task("imagefolder", root=str(folder), image_size=8, workers=0,
-                         split_seed=seed, cache_dir=str(tmp_path))
+                         split_seed=seed, cache_dir=str(tmp_path / "new" / "cache"))
 
     first = load(0)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
+    assert sorted(path.name for path in (tmp_path / "new" / "cache").iterdir()) == [
         "imagefolder-8px-stats.json", "imagefolder-8px-uint8.pt"]
     monkeypatch.setattr("tasks.streaming.decode_file", lambda *args: pytest.fail("decoded"))
     again = load(0)
