@@ -17,7 +17,7 @@ import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,14 +103,16 @@ def _held_out(pairs: tuple[tuple[str, int], ...], num_classes: int, fraction: fl
     two or more, never all of them)."""
     if not 0 < fraction < 1:
         raise TaskError(f"test_fraction must lie in (0, 1), got {fraction}")
+    members: list[list[tuple[str, int]]] = [[] for _ in range(num_classes)]
+    for pair in pairs:
+        members[pair[1]].append(pair)
     train: list[tuple[str, int]] = []
     test: list[tuple[str, int]] = []
-    for label in range(num_classes):
-        members = [pair for pair in pairs if pair[1] == label]
-        count = min(max(round(fraction * len(members)), 1), len(members) - 1)
-        chosen = set(torch.randperm(len(members), generator=seeded_generator(seed, label))
+    for label, group in enumerate(members):
+        count = min(max(round(fraction * len(group)), 1), len(group) - 1)
+        chosen = set(torch.randperm(len(group), generator=seeded_generator(seed, label))
                      [:count].tolist())
-        for index, pair in enumerate(members):
+        for index, pair in enumerate(group):
             (test if index in chosen else train).append(pair)
     return tuple(train), tuple(test)
 
@@ -140,26 +142,26 @@ def load_imagefolder(root: str | os.PathLike[str] | None, *, image_size: int = 3
     root_path = Path(root).expanduser()
     layout = scan_folder(root_path, test_fraction=test_fraction, split_seed=split_seed)
     workers = default_workers() if workers is None else workers
-    train = FileImages([path for path, _ in layout.train], image_size, workers=workers)
-    test = FileImages([path for path, _ in layout.test], image_size, workers=workers)
-    tensors = {"train_images": train, "train_labels": _labels(layout.train),
-               "test_images": test, "test_labels": _labels(layout.test)}
+    files = {split: (FileImages([path for path, _ in pairs], image_size, workers=workers),
+                     torch.tensor([label for _, label in pairs], dtype=torch.int64))
+             for split, pairs in (("train", layout.train), ("test", layout.test))}
     stem = Path(cache_dir).expanduser() if cache_dir is not None else root_path
     stem = stem / f"imagefolder-{image_size}px"
     digest = layout.fingerprint()
-    needed = (len(train) + len(test)) * 3 * image_size * image_size
+    needed = sum(len(labels) for _, labels in files.values()) * 3 * image_size * image_size
     if needed <= _budget(memory_budget_gb):
-        tensors = _in_memory(stem.with_name(stem.name + "-uint8.pt"), tensors, digest, root_path)
+        splits = _in_memory(stem.with_name(stem.name + "-uint8.pt"), files, digest, root_path)
+    else:
+        splits = dict(files)
     if mean is None or std is None:
-        mean, std = _statistics(stem.with_name(stem.name + "-stats.json"), tensors, digest)
+        mean, std = _statistics(stem.with_name(stem.name + "-stats.json"), *splits["train"],
+                                digest)
     return ImageDataset(name="imagefolder", num_classes=len(layout.classes), mean=tuple(mean),
                         std=tuple(std), class_names=layout.classes,
                         crop_padding=image_size // 8 if train_crop == "pad" else 0,
-                        random_resized_crop=train_crop == "random_resized", **tensors)
-
-
-def _labels(pairs: Iterable[tuple[str, int]]) -> torch.Tensor:
-    return torch.tensor([label for _, label in pairs], dtype=torch.int64)
+                        random_resized_crop=train_crop == "random_resized",
+                        train_images=splits["train"][0], train_labels=splits["train"][1],
+                        test_images=splits["test"][0], test_labels=splits["test"][1])
 
 
 def _budget(gigabytes: float | None) -> float:
@@ -183,32 +185,33 @@ def available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _in_memory(cache: Path, files: dict[str, object], digest: str,
-               root: Path) -> dict[str, object]:
-    """The decoded tensors from ``cache`` when it was made from these files, else decoded now
-    (unreadable files warned about and left out) and cached."""
-    train = files["train_images"]
-    assert isinstance(train, FileImages)
+Split = tuple[torch.Tensor | FileImages, torch.Tensor]
+
+
+def _in_memory(cache: Path, files: dict[str, tuple[FileImages, torch.Tensor]], digest: str,
+               root: Path) -> dict[str, Split]:
+    """Each split's decoded images and labels: from ``cache`` when it was made from these files,
+    else decoded now (unreadable files warned about and left out) and cached."""
     if cache.is_file():
         try:
-            tensors, recorded = load_cache(cache, image_shape=train.shape[1:])
+            tensors, recorded = load_cache(cache, image_shape=files["train"][0].shape[1:])
         except CacheError as err:
             warnings.warn(f"{err}; rebuilding it from the images in {root}", stacklevel=3)
         else:
             if recorded == digest:
-                return dict(tensors)
-    tensors: dict[str, object] = {}
-    for split in ("train", "test"):
-        images, labels = decode_all(files[f"{split}_images"], files[f"{split}_labels"],
-                                    desc=f"decoding {split} images")
-        tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
+                return {split: (tensors[f"{split}_images"], tensors[f"{split}_labels"])
+                        for split in files}
+    splits: dict[str, Split] = {split: decode_all(images, labels, desc=f"decoding {split} images")
+                                for split, (images, labels) in files.items()}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        save_cache(cache, tensors, source=str(root), fingerprint=digest)  # type: ignore[arg-type]
+        save_cache(cache, {f"{split}_{kind}": value for split, pair in splits.items()
+                           for kind, value in zip(("images", "labels"), pair)},
+                   source=str(root), fingerprint=digest)
     except OSError as err:
         warnings.warn(f"could not write cache {cache} ({one_line(err)}); the next run decodes "
                       f"again (set task.cache_dir to a writable folder)", stacklevel=3)
-    return tensors
+    return splits
 
 
 def decode_all(images: FileImages, labels: torch.Tensor, *,
@@ -218,23 +221,35 @@ def decode_all(images: FileImages, labels: torch.Tensor, *,
     out = torch.empty(images.shape, dtype=torch.uint8)
     kept = torch.empty(len(images), dtype=torch.int64)
     count = 0
-    loader = make_stream_loader(images, labels, batch_size=CHUNK, shuffle=False, seed=0,
-                                drop_last=False)
-    with tqdm(total=len(images), desc=desc, unit="img", leave=False,
-              disable=None if len(images) >= PROGRESS_FROM else True) as bar:
-        for index, (batch, batch_labels) in enumerate(loader):
-            out[count:count + len(batch)] = batch
-            kept[count:count + len(batch)] = batch_labels
-            count += len(batch)
-            bar.update(min(CHUNK, len(images) - index * CHUNK))
-    if count == 0 and len(images):
-        raise TaskError(f"none of the {len(images)} images could be decoded")
+    for batch, batch_labels in decoded_batches(images, labels, desc=desc):
+        out[count:count + len(batch)] = batch
+        kept[count:count + len(batch)] = batch_labels
+        count += len(batch)
     if count < len(images):
         return out[:count].clone(), kept[:count].clone()
     return out, kept
 
 
-def _statistics(path: Path, tensors: dict[str, object],
+def decoded_batches(images: FileImages, labels: torch.Tensor, *,
+                    desc: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The files of ``images`` decoded in order, in batches of :data:`CHUNK` (unreadable files
+    left out), by its workers; a progress bar on a terminal for a large folder. No file at all
+    decoding is an error."""
+    loader = make_stream_loader(images, labels, batch_size=CHUNK, shuffle=False, seed=0,
+                                drop_last=False)
+    decoded = 0
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False,
+              disable=None if len(images) >= PROGRESS_FROM else True) as bar:
+        for index, (batch, batch_labels) in enumerate(loader):
+            decoded += len(batch)
+            bar.update(min(CHUNK, len(images) - index * CHUNK))
+            yield batch, batch_labels
+    if decoded == 0 and len(images):
+        raise TaskError(f"none of the {len(images)} images could be decoded (e.g. "
+                        f"{images.paths[0]}); check that they are JPEG, PNG or WebP files")
+
+
+def _statistics(path: Path, images: torch.Tensor | FileImages, labels: torch.Tensor,
                 digest: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of a seeded sample of the training images (cached in ``path``
     with the fingerprint of the files they were computed from)."""
@@ -244,18 +259,14 @@ def _statistics(path: Path, tensors: dict[str, object],
             return tuple(recorded["mean"]), tuple(recorded["std"])
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass  # no usable cached statistics: compute them
-    images, labels = tensors["train_images"], tensors["train_labels"]
-    assert isinstance(labels, torch.Tensor)
     sample = torch.randperm(len(labels), generator=seeded_generator(0))[:STATS_IMAGES]
     sample = sample.sort().values
     if isinstance(images, FileImages):
-        loader = make_stream_loader(images[sample], labels[sample], batch_size=CHUNK,
-                                    shuffle=False, seed=0, drop_last=False)
-        mean, std = channel_statistics(batch for batch, _ in loader)
+        batches = (batch for batch, _ in decoded_batches(images[sample], labels[sample],
+                                                         desc="mean and std"))
     else:
-        assert isinstance(images, torch.Tensor)
-        mean, std = channel_statistics(images[sample[i:i + CHUNK]]
-                                       for i in range(0, len(sample), CHUNK))
+        batches = (images[sample[i:i + CHUNK]] for i in range(0, len(sample), CHUNK))
+    mean, std = channel_statistics(batches)
     _write_json(path, {"fingerprint": digest, "mean": list(mean), "std": list(std)})
     return mean, std
 

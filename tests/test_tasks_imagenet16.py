@@ -1,4 +1,4 @@
-"""task=imagenet16: NAS-Bench-201's ImageNet16-120 read from a small fake in the published layout."""
+"""task=imagenet16: NAS-Bench-201's ImageNet16-120, from a small fake in the published layout."""
 
 from __future__ import annotations
 
