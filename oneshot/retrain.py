@@ -118,7 +118,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
         write_resolved_config(cfg, run_dir)
         save_genotype_file(run_dir / "genotype.json", space=architecture["space"],
                            genotype=architecture["genotype"], meta=architecture["meta"])
-        write_classes(run_dir, task=cfg.task.name, classes=dataset.classes)
+        write_classes(run_dir, task=cfg.task.name, classes=dataset.classes,
+                      mean=dataset.mean, std=dataset.std)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     train_time = time.perf_counter() - start

@@ -196,7 +196,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         check_single_process(trainer.world_size)
     if trainer.is_global_zero and (resume is None or extended):
         write_resolved_config(cfg, run_dir)
-        write_classes(run_dir, task=cfg.task.name, classes=dataset.classes)
+        write_classes(run_dir, task=cfg.task.name, classes=dataset.classes,
+                      mean=dataset.mean, std=dataset.std)
     try:
         trainer.fit(module, datamodule=datamodule,
                     ckpt_path=None if resume is None else str(resume.checkpoint), weights_only=True)

@@ -186,5 +186,7 @@ def test_search_and_retrain_on_a_folder(folder: Path, tmp_path: Path,
             "trainer.enable_progress_bar=false"])
     metrics = retrain(cfg)
     assert metrics["test_images"] == 3 and metrics["input_size"] == [1, 3, 8, 8]
+    data = load_task("imagefolder", root=str(folder), image_size=8, cache_dir=str(tmp_path))
     assert json.loads((retrain_dir / "classes.json").read_text()) == {
-        "task": "imagefolder", "classes": list(CLASSES)}
+        "task": "imagefolder", "classes": list(CLASSES), "mean": list(data.mean),
+        "std": list(data.std)}

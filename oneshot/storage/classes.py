@@ -1,7 +1,10 @@
-"""``classes.json`` in a search's or a retraining's run dir: the task's class names by label.
+"""``classes.json`` in a search's or a retraining's run dir: the task's class names by label and
+the normalization its inputs get.
 
-``{"task": "imagefolder", "classes": ["cat", "dog", ...]}``: entry ``i`` names the network's
-output ``i``. Exports read it (:func:`read_classes`) to label the deployed model's outputs.
+``{"task": "imagefolder", "classes": ["cat", "dog", ...], "mean": [...], "std": [...]}``: entry
+``i`` of ``classes`` names the network's output ``i``; an input image is scaled to [0, 1] and
+normalized per channel with ``mean`` and ``std`` before the network sees it. Exports read it
+(:func:`read_classes`) to label the deployed model's outputs.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from oneshot.storage.files import write_atomic
 CLASSES_FILE = "classes.json"
 
 
-def write_classes(run_dir: Path, *, task: str, classes: Sequence[str]) -> None:
+def write_classes(run_dir: Path, *, task: str, classes: Sequence[str], mean: Sequence[float],
+                  std: Sequence[float]) -> None:
     """Write ``run_dir/classes.json`` atomically."""
-    document = {"task": task, "classes": list(classes)}
+    document = {"task": task, "classes": list(classes), "mean": list(mean), "std": list(std)}
     write_atomic(run_dir / CLASSES_FILE, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
