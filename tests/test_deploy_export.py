@@ -16,6 +16,7 @@ from oneshot import export as export_cli
 from oneshot import latency as latency_cli
 from oneshot.deploy import exporting
 from oneshot.deploy.formats import EXTRA_FILE, load_exported
+from oneshot.deploy.network import load_trained_network
 from oneshot.retrain import retrain
 from oneshot.storage.files import save_genotype_file
 from oneshot.storage.genotypes import load_checkpoint
@@ -86,6 +87,16 @@ def _check_model(path: Path, run: Path) -> dict[str, object]:
     return model.metadata
 
 
+def _timed(capsys: pytest.CaptureFixture[str], args: list[str], fmt: str) -> float:
+    """The median ``oneshot.latency`` prints for an exported model."""
+    assert latency_cli.main([*args, "warmup=1", "repeats=3", "threads=1", "batch_size=2"]) == 0
+    line = capsys.readouterr().out
+    match = re.search(rf"\({fmt}\) on cpu: .*: median (\S+) ms per batch of 2 \(3x16x16\), "
+                      r"1 warm-up and 3 timed runs", line)
+    assert match, line
+    return float(match.group(1))
+
+
 def test_torchscript_export_holds_the_trained_weights_and_class_names(capsys, named_run, tmp_path):
     path, diff = _export(capsys, named_run, "torchscript", tmp_path / "out")
     assert path == tmp_path / "out" / "model.torchscript.pt" and diff == 0.0
@@ -93,9 +104,10 @@ def test_torchscript_export_holds_the_trained_weights_and_class_names(capsys, na
     extra = {EXTRA_FILE: ""}
     torch.jit.load(str(path), _extra_files=extra)  # the names are readable without oneshot
     assert json.loads(extra[EXTRA_FILE])["class_names"] == NAMES
+    assert _timed(capsys, ["--model", str(path)], "torchscript") > 0
 
 
-def test_onnx_export_and_both_models_timed(capsys, named_run, tmp_path):
+def test_onnx_export_holds_the_trained_weights_and_class_names(capsys, named_run):
     pytest.importorskip("onnxruntime", reason="ONNX needs the export extra: pip install -e '.[export]'")
     onnx_path, _ = _export(capsys, named_run, "onnx", named_run)  # --out the run dir itself
     assert onnx_path == named_run / "model.onnx"
@@ -104,22 +116,14 @@ def test_onnx_export_and_both_models_timed(capsys, named_run, tmp_path):
 
     props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert json.loads(props["class_names"]) == NAMES
-    ts_path, _ = _export(capsys, named_run, "torchscript", named_run)
-    for path, fmt in ((onnx_path, "onnx"), ("--model", "torchscript")):
-        args = (["--model", str(ts_path)] if path == "--model" else [f"model={path}"])
-        assert latency_cli.main([*args, "warmup=1", "repeats=3", "threads=1", "batch_size=2"]) == 0
-        line = capsys.readouterr().out
-        match = re.search(rf"\({fmt}\) on cpu: .*: median (\S+) ms per batch of 2 \(3x16x16\), "
-                          r"1 warm-up and 3 timed runs", line)
-        assert match and float(match.group(1)) > 0, line
+    assert _timed(capsys, [f"model={onnx_path}"], "onnx") > 0
 
 
-def test_class_names_fall_back_to_the_tasks(capsys, run_dir, tmp_path):
+def test_class_names_fall_back_to_the_tasks(run_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     (run / "classes.json").unlink()
-    path, _ = _export(capsys, run, "torchscript", tmp_path)
-    assert load_exported(path).metadata["class_names"] == ["0", "1", "2"]  # synthetic's labels
+    assert load_trained_network(run).class_names == ("0", "1", "2")  # synthetic's label numbers
 
 
 def test_mismatch_writes_nothing_and_exits_1(capsys, run_dir, tmp_path, monkeypatch):
