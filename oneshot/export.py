@@ -112,7 +112,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="onnx/torchscript: the largest accepted difference of the exported "
                              "model's logits from PyTorch's, relative to the largest logit (at "
-                             f"least 1); a larger one writes nothing, exit 1 (default {DEFAULT_TOLERANCE:g})")
+                             "least 1); a larger one writes nothing, exit 1 "
+                             f"(default {DEFAULT_TOLERANCE:g})")
     parser.add_argument("--alpha-plot", action="store_true",
                         help="write alpha_evolution_<group>.png from the run dir's TensorBoard "
                              "events (into --out, default the run dir)")

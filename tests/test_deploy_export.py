@@ -1,5 +1,5 @@
-"""Deployable output: a retrain run dir exported to TorchScript and ONNX with its trained weights and
-class names, checked against PyTorch, and timed by ``oneshot.latency model=FILE``."""
+"""Deployable output: a retrain run dir exported to TorchScript and ONNX with its trained weights
+and class names, checked against PyTorch, and timed by ``oneshot.latency model=FILE``."""
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def _trained_reference(run: Path, x: torch.Tensor) -> torch.Tensor:
         return network.eval()((x - mean) / std)[0]
 
 
-def _export(capsys: pytest.CaptureFixture[str], run: Path, fmt: str, out: Path) -> tuple[Path, float]:
+def _export(capsys: pytest.CaptureFixture[str], run: Path, fmt: str,
+            out: Path) -> tuple[Path, float]:
     assert export_cli.main([str(run), "--format", fmt, "--out", str(out)]) == 0
     line = capsys.readouterr().out.strip()
     path = Path(line.split(" (")[0])
@@ -108,7 +109,8 @@ def test_torchscript_export_holds_the_trained_weights_and_class_names(capsys, na
 
 
 def test_onnx_export_holds_the_trained_weights_and_class_names(capsys, named_run):
-    pytest.importorskip("onnxruntime", reason="ONNX needs the export extra: pip install -e '.[export]'")
+    pytest.importorskip("onnxruntime",
+                        reason="ONNX needs the export extra: pip install -e '.[export]'")
     onnx_path, _ = _export(capsys, named_run, "onnx", named_run)  # --out the run dir itself
     assert onnx_path == named_run / "model.onnx"
     _check_model(onnx_path, named_run)
@@ -155,7 +157,8 @@ def test_onnx_without_the_extra_is_one_line(capsys, run_dir, tmp_path, monkeypat
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     assert export_cli.main([str(run_dir), "--format", "onnx", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (
-        "error: ONNX needs the export extra (onnx is not installed): pip install -e \".[export]\"\n")
+        "error: ONNX needs the export extra (onnx is not installed): "
+        "pip install -e \".[export]\"\n")
     assert list(tmp_path.iterdir()) == []
 
 

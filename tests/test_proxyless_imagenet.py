@@ -97,8 +97,9 @@ def _mbconv(c_in: int, c_out: int, k: int, e: int) -> int:
 
 
 def test_fixed_imagenet_network_has_the_hand_counted_parameters_and_stride_2_stem() -> None:
-    genotype = ProxylessGenotype(stem_channels=8, stem_stride=2, first_channels=4, head_channels=16,
-                                 stages=((6, 2, ("mb3_k5", "zero", "mb6_k3")), (10, 2, ("mb6_k7",))))
+    genotype = ProxylessGenotype(
+        stem_channels=8, stem_stride=2, first_channels=4, head_channels=16,
+        stages=((6, 2, ("mb3_k5", "zero", "mb6_k3")), (10, 2, ("mb6_k7",))))
     network = create_network("proxyless", genotype, num_classes=7)
     expected = (_conv_bn(3, 8, 3) + _mbconv(8, 4, 3, 1) + _mbconv(4, 6, 5, 3) + _mbconv(6, 6, 3, 6)
                 + _mbconv(6, 10, 7, 6) + _conv_bn(10, 16, 1) + 16 * 7 + 7)

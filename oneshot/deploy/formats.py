@@ -28,7 +28,7 @@ EXTRA_FILE = "oneshot.json"  # inside a TorchScript archive
 
 
 def require_onnx() -> tuple[Any, Any]:
-    """The ``onnx`` and ``onnxruntime`` modules; else a one-line ConfigError saying what to install."""
+    """The ``onnx`` and ``onnxruntime`` modules; else a one-line ConfigError naming the extra."""
     try:
         import onnx
         import onnxruntime

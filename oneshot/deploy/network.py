@@ -26,8 +26,9 @@ class DeployedClassifier(nn.Module):
     def __init__(self, network: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.network = network
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        for name, values in (("mean", mean), ("std", std)):
+            channels = torch.tensor(list(values), dtype=torch.float32)
+            self.register_buffer(name, channels.view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network((x - self.mean) / self.std)[0]
@@ -45,23 +46,24 @@ class TrainedNetwork:
 
 def load_trained_network(run_dir: str | Path) -> TrainedNetwork:
     """The network ``python -m oneshot.retrain`` trained in ``run_dir``, with its final weights."""
-    from oneshot.storage.genotypes import load_checkpoint
+    from oneshot.storage.genotypes import load_checkpoint, load_genotype
     from supernets.spaces import create_network
 
     run_dir = Path(run_dir)
     config, metrics = _read_run(run_dir)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT)
-    record, hparams = checkpoint.get("oneshot"), checkpoint.get("hyper_parameters", {})
-    if not isinstance(record, dict) or "num_classes" not in hparams:
+    hparams = checkpoint.get("hyper_parameters", {})
+    if "num_classes" not in hparams or "state_dict" not in checkpoint:
         raise ConfigError(f"'{run_dir / CHECKPOINT}' is not a retrain checkpoint; export the run "
                           "dir of `python -m oneshot.retrain`")
-    loaded = _genotype(record, run_dir)
+    loaded = load_genotype(run_dir / "genotype.json")  # the genotype the run trained
     num_classes = int(hparams["num_classes"])
     network = create_network(loaded.space, loaded.genotype, num_classes=num_classes,
                              space_options=loaded.meta.get("space_options"),
                              **dict(config.get("network") or {}))
     prefix = "network."
-    weights = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    weights = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items()
+               if key.startswith(prefix)}
     try:
         network.load_state_dict(weights)
     except RuntimeError as err:
@@ -71,14 +73,14 @@ def load_trained_network(run_dir: str | Path) -> TrainedNetwork:
     task = dict(config.get("task") or {})
     class_names, mean, std = _task_facts(run_dir, task, num_classes)
     model = DeployedClassifier(network, mean, std).eval()
-    input_shape = tuple(int(v) for v in metrics["input_size"][1:])
+    channels, height, width = (int(v) for v in metrics["input_size"][1:])
+    input_shape = (channels, height, width)
     meta = {"space": loaded.space, "genotype": loaded.genotype.to_dict(),
             "genotype_text": str(loaded.genotype), "task": task.get("name"),
             "test_acc": metrics.get("test_acc"), "input_size": [1, *input_shape],
             "input": "float32 RGB in [0, 1], [batch, C, H, W]; normalized inside the model",
             "mean": list(mean), "std": list(std), "source": str(run_dir)}
-    return TrainedNetwork(model=model, input_shape=input_shape,  # type: ignore[arg-type]
-                          class_names=class_names, meta=meta)
+    return TrainedNetwork(model=model, input_shape=input_shape, class_names=class_names, meta=meta)
 
 
 def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -93,7 +95,8 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
     if not isinstance(config, dict) or "genotype" not in config:
         raise ConfigError(f"'{run_dir}' is a search run dir; retrain its genotype first "
-                          f"(`python -m oneshot.retrain genotype={run_dir}`) and export that run dir")
+                          f"(`python -m oneshot.retrain genotype={run_dir}`) and export that "
+                          "run dir")
     if not metrics_path.is_file() or not (run_dir / CHECKPOINT).is_file():
         raise ConfigError(f"'{run_dir}' holds no finished retrain (metrics.json and {CHECKPOINT} "
                           "are written when `python -m oneshot.retrain` ends); export it then")
@@ -101,19 +104,9 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return config, metrics
 
 
-def _genotype(record: dict[str, Any], run_dir: Path) -> Any:
-    from oneshot.storage.genotypes import LoadedGenotype
-    from supernets.spaces import get_space
-
-    space = record.get("space")
-    genotype = get_space(space).genotype_from_dict(record.get("genotype"))
-    return LoadedGenotype(space=space, genotype=genotype, meta=dict(record.get("meta") or {}),
-                          source=str(run_dir))
-
-
 def _task_facts(run_dir: Path, task: dict[str, Any], num_classes: int
                 ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
-    """Class names (``classes.json`` of the run dir, else the task's) and the task's mean and std."""
+    """Class names (``classes.json`` of the run dir, else the task's) and the task's mean, std."""
     from oneshot.storage.classes import read_classes
 
     dataset = _load_task(task)
