@@ -106,17 +106,21 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _task_facts(run_dir: Path, task: dict[str, Any], num_classes: int
                 ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
-    """Class names (``classes.json`` of the run dir, else the task's) and the task's mean, std."""
+    """Class names (``classes.json`` of the run dir, else the task's) and the task's mean and
+    std (the config's, as ``task=imagefolder`` may give them, else the loaded task's)."""
     from oneshot.storage.classes import read_classes
 
-    dataset = _load_task(task)
-    names = tuple(read_classes(run_dir) or dataset.classes)
+    names, mean, std = read_classes(run_dir), task.get("mean"), task.get("std")
+    if names is None or mean is None or std is None:
+        dataset = _load_task(task)
+        names, mean, std = names or dataset.classes, mean or dataset.mean, std or dataset.std
     if len(names) != num_classes:
         raise ConfigError(f"the run dir names {len(names)} classes but its network has "
                           f"{num_classes} outputs")
+    names = tuple(names)
     if names == tuple(str(label) for label in range(num_classes)):
         names = _known_names(task, num_classes)  # a task that records no names (CIFAR-10)
-    return names, tuple(map(float, dataset.mean)), tuple(map(float, dataset.std))
+    return names, tuple(map(float, mean)), tuple(map(float, std))
 
 
 def _load_task(task: dict[str, Any]) -> Any:
