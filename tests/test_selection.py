@@ -12,6 +12,7 @@ from torch import nn
 
 from conftest import compose_search
 from oneshot.errors import ConfigError
+from oneshot.search.algorithms.gumbel import GdasSearch
 from oneshot.search.selection import runner
 from oneshot.search.selection.perturbation import decide, evaluate
 from oneshot.search.selection.plan import SelectionState, plan_rounds, plan_units, project
@@ -123,11 +124,33 @@ SELECT = ("selection=perturbation", "trainer.max_epochs=1", "selection.tune_step
           "selection.eval_batches=1")
 
 
+# gdas over 2 epochs: 4 steps per epoch, its temperature 10 in the first epoch and 0.1 in the last
+NB201 = ("space=nb201", "algorithm=gdas", "selection=perturbation", "trainer.max_epochs=2",
+         "selection.tune_epochs=0.5", "selection.eval_batches=1")
+
+
 @pytest.fixture(scope="module")
 def nb201_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run_dir = tmp_path_factory.mktemp("selection") / "nb201"
-    result = train(compose_search("space=nb201", *SELECT, f"run_dir={run_dir}"))
-    return {"run_dir": run_dir, "result": result}
+    steps: list[tuple[bool, float]] = []
+    original = GdasSearch.training_step
+
+    def counted(self, batch, batch_idx):
+        steps.append((isinstance(self.trainer, runner._TuningTrainer), self.tau))
+        return original(self, batch, batch_idx)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(GdasSearch, "training_step", counted)
+        result = train(compose_search(*NB201, f"run_dir={run_dir}"))
+    return {"run_dir": run_dir, "result": result, "steps": steps}
+
+
+def test_fine_tuning_is_the_algorithms_own_step_as_at_the_last_epoch(nb201_run) -> None:
+    search = [tau for tuning, tau in nb201_run["steps"] if not tuning]
+    tuning = [tau for tuning, tau in nb201_run["steps"] if tuning]
+    assert search == [10.0] * 4 + [pytest.approx(0.1)] * 4
+    # 6 edges: 5 gaps between rounds of half an epoch (2 of the 4 steps) each
+    assert tuning == [pytest.approx(0.1)] * 10
 
 
 def test_nb201_search_writes_the_selected_genotype_and_selection_file(nb201_run) -> None:
@@ -161,7 +184,7 @@ def test_an_interrupted_selection_resumes_from_its_last_round(nb201_run, tmp_pat
     run_dir = tmp_path / "run"
     monkeypatch.setattr(runner, "decide", failing)
     with pytest.raises(KeyboardInterrupt):
-        train(compose_search("space=nb201", *SELECT, f"run_dir={run_dir}"))
+        train(compose_search(*NB201, f"run_dir={run_dir}"))
     saved = json.loads((run_dir / "selection.json").read_text())
     assert saved["state"]["done"] == 3 and not saved["finished"]
     assert (run_dir / runner.STATE_FILE).is_file()

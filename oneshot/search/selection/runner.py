@@ -63,20 +63,49 @@ def check_single_process(world_size: int) -> None:
 
 
 class _TuningTrainer(pl.Trainer):
-    """A Trainer whose module sees the search's last epoch and epoch count while it tunes."""
+    """A Trainer whose module sees the search's last epoch and epoch count while it tunes.
+
+    The view starts with training (:class:`_SearchView`): the fit loop has already taken its
+    own limits (none: the fit ends by :class:`StopAfterBatches`) and counts its own epochs.
+    """
 
     def __init__(self, *, search_epoch: int, search_epochs: int, **options: Any) -> None:
-        super().__init__(**options)
-        self._search_epoch = search_epoch
-        self._search_epochs = search_epochs
+        self._search_view: tuple[int, int] | None = None
+        self._search = (search_epoch, search_epochs)
+        callbacks = [*options.pop("callbacks", []), _SearchView()]
+        super().__init__(**options, callbacks=callbacks)
 
     @property
     def current_epoch(self) -> int:
-        return self._search_epoch
+        view = self._search_view
+        return super().current_epoch if view is None else view[0]
 
     @property
-    def max_epochs(self) -> int:
-        return self._search_epochs
+    def max_epochs(self) -> int | None:
+        view = self._search_view
+        return super().max_epochs if view is None else view[1]
+
+
+class _SearchView(pl.Callback):
+    """Turns on the search's epoch view of a :class:`_TuningTrainer` when training starts."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer._search_view = trainer._search  # type: ignore[attr-defined]
+
+
+class StopAfterBatches(pl.Callback):
+    """Stops a fit after ``batches`` training steps (``max_steps`` counts optimizer steps, of
+    which an algorithm with alphas takes two or more per training step)."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+        self.seen = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        self.seen += 1
+        if self.seen >= self.batches:
+            trainer.should_stop = True
 
 
 @contextlib.contextmanager
@@ -262,10 +291,10 @@ def select_by_perturbation(module: OneShotSearch, datamodule: Any, search: pl.Tr
     def tune(round_index: int, state: SelectionState) -> None:
         pl.seed_everything((config.seed + round_index) % 2**32, workers=True, verbose=False)
         tuner = _TuningTrainer(search_epoch=max(0, search.current_epoch - 1), search_epochs=search_epochs,
-                               **options, max_steps=steps, max_epochs=-1, limit_val_batches=0,
+                               **options, max_epochs=-1, limit_val_batches=0,
                                num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                                enable_progress_bar=False, enable_model_summary=False,
-                               use_distributed_sampler=False)
+                               use_distributed_sampler=False, callbacks=[StopAfterBatches(steps)])
         with projected_forward(module, state), tuning_learning_rate(module, config.lr_factor):
             tuner.fit(module, datamodule=datamodule)
 
