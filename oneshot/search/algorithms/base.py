@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from oneshot.search.architecture import ArchitectureParameters
+from oneshot.search.batchnorm import batch_statistics
 from oneshot.search.guards import NonFiniteLossGuard
 from oneshot.search.regularization import ArchRegularization
 from supernets.mixed import ArchRow
@@ -144,9 +145,16 @@ class SupernetSearch(pl.LightningModule):
         """Never save weights that came from a non-finite loss (checked before every save)."""
         self.loss_guard.check()
 
+    def validation_logits(self, x: torch.Tensor, arch: Mapping[str, ArchRow]) -> torch.Tensor:
+        """The supernet's logits of ``arch``, normalized with the batch's own BatchNorm
+        statistics: the running ones average every path or mixture trained (README, Supernet
+        validation); they are left untouched."""
+        with batch_statistics(self.supernet):
+            return self.supernet(x, arch)
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self.supernet(x, self.eval_architecture())
+        logits = self.validation_logits(x, self.eval_architecture())
         self.val_acc(logits, y)
         self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)

@@ -20,7 +20,6 @@ Validation (``val/acc``) measures :meth:`EnasSearch.genotype`'s architecture wit
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -34,6 +33,7 @@ from torch import nn
 from oneshot.search.algorithms.base import Batch, SupernetSearch, WeightOptimizerConfig
 from oneshot.search.algorithms.controller import Controller, SampledArchitecture
 from oneshot.search.algorithms.sampling import step_generator
+from oneshot.search.batchnorm import batch_statistics
 from oneshot.errors import ConfigError
 from supernets.decisions import flat_decisions
 from supernets.mixed import ArchRow
@@ -53,20 +53,6 @@ class ControllerConfig:
     lr: float
     betas: tuple[float, float]
     eps: float
-
-
-@contextlib.contextmanager
-def batch_statistics(module: nn.Module) -> Iterator[None]:
-    """Normalize with each batch's statistics and leave the running statistics untouched."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.training, m.track_running_stats) for m in norms]
-    for m in norms:
-        m.training, m.track_running_stats = True, False
-    try:
-        yield
-    finally:
-        for m, (training, track) in zip(norms, saved):
-            m.training, m.track_running_stats = training, track
 
 
 class EnasSearch(SupernetSearch):
@@ -193,12 +179,6 @@ class EnasSearch(SupernetSearch):
         self.controller_updates += 1
         self.loss_guard.observe({"controller": loss.detach()}, epoch=self.current_epoch, batch=step)
         self._record(sample, float(accuracy), float(reward), float(loss.detach()))
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        """Validate :meth:`current_choices` with batch statistics, as rewards are measured: the
-        running statistics mix every architecture sampled in training."""
-        with batch_statistics(self.supernet):
-            super().validation_step(batch, batch_idx)
 
     def _architecture_batches(self) -> Iterator[Batch]:
         """Batches of the architecture half, on the device and augmented, cycled without end."""

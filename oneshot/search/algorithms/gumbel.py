@@ -67,7 +67,8 @@ class GumbelSearch(OneShotSearch):
 
     The architecture step takes the gradient of the ``val``-half loss through a fresh sample;
     the weight step trains another sample (without alpha gradient). Validation runs the
-    strongest candidate of every choice point. ``train/tau`` logs the temperature.
+    strongest candidate of every choice point, with each batch's BatchNorm statistics.
+    ``train/tau`` logs the temperature.
     """
 
     hard = False

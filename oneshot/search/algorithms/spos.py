@@ -5,7 +5,8 @@ Training: every weight step runs one architecture drawn uniformly from the space
 node), seeded from ``(seed, step)``. There are no architecture parameters.
 
 Validation runs one uniformly drawn architecture per batch, the same ones every epoch (seeded
-from the batch index), so ``val/acc`` is the mean accuracy of random paths. Until the search,
+from the batch index), with each batch's BatchNorm statistics (the running ones mix every path
+trained), so ``val/acc`` is the mean accuracy of random paths. Until the search,
 :meth:`SposSearch.genotype` is the path with the best batch accuracy of the latest validation.
 
 The search runs at the start of the last epoch's validation: aging evolution or random search
@@ -117,7 +118,8 @@ class SposSearch(SupernetSearch):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self.supernet(x, self.supernet.sampled_arch(self.sample(batch_idx, VALIDATION_STREAM)))
+        logits = self.validation_logits(
+            x, self.supernet.sampled_arch(self.sample(batch_idx, VALIDATION_STREAM)))
         self.val_acc(logits, y)
         self.log("val/loss", self.criterion(logits, y), on_epoch=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
