@@ -94,41 +94,57 @@ def decide(supernet: Supernet, unit: Unit, state: SelectionState, rows: Rows,
     base_acc, base_loss = evaluate(supernet, base, batches())
     record: dict[str, object] = {"unit": unit.name, "kind": unit.kind, "round": round_index,
                                  "base_acc": base_acc, "base_loss": base_loss}
-    if unit.kind == "op":
-        scores = {}
-        for member in unit.members:
-            acc, loss = evaluate(supernet, _without(supernet, base, unit, member), batches())
-            scores[member] = {"acc": acc, "loss": loss, "drop": base_acc - acc}
-        chosen = min(unit.members, key=lambda m: (scores[m]["acc"], -scores[m]["loss"]))
-        state.ops[unit.label] = int(chosen)
-        record["removed"] = {_member_name(supernet, unit, m): s for m, s in scores.items()}
-        record["chosen"] = _member_name(supernet, unit, chosen)
-        record["drop"] = scores[chosen]["drop"]
-    else:
-        kept = list(unit.members)
-        steps = []
-        while len(kept) > unit.keep:
-            current = project(supernet, rows, state)
-            current = _remove_all(supernet, current, unit, [m for m in unit.members if m not in kept])
-            scores = {}
-            for member in kept:
-                acc, loss = evaluate(supernet, _without(supernet, current, unit, member), batches())
-                scores[member] = {"acc": acc, "loss": loss, "drop": base_acc - acc}
-            weakest = max(kept, key=lambda m: (scores[m]["acc"], -scores[m]["loss"]))
-            kept.remove(weakest)
-            steps.append({"removed": {_member_name(supernet, unit, m): s for m, s in scores.items()},
-                          "dropped": _member_name(supernet, unit, weakest)})
-        if unit.kind == "edges":
-            state.dropped += [m for m in unit.members if m not in kept]
-        else:
-            state.inputs[unit.label] = sorted(int(m) for m in kept)
-        record["steps"] = steps
-        record["kept"] = [_member_name(supernet, unit, m) for m in kept]
+    decide_unit = _decide_op if unit.kind == "op" else _decide_topology
+    record.update(decide_unit(supernet, unit, state, rows, batches, base_acc))
     state.records.append(record)
     return record
 
 
-def _remove_all(supernet: Supernet, rows: Rows, unit: Unit, members: list[object]) -> dict[str, ArchRow]:
+def _scores(supernet: Supernet, unit: Unit, rows: Rows, members: Iterable[object],
+            batches: Callable[[], Iterable[Batch]],
+            base_acc: float) -> dict[object, dict[str, float]]:
+    """Accuracy, loss and accuracy drop with each of ``members`` removed from ``rows``."""
+    scores = {}
+    for member in members:
+        acc, loss = evaluate(supernet, _without(supernet, rows, unit, member), batches())
+        scores[member] = {"acc": acc, "loss": loss, "drop": base_acc - acc}
+    return scores
+
+
+def _decide_op(supernet: Supernet, unit: Unit, state: SelectionState, rows: Rows,
+               batches: Callable[[], Iterable[Batch]], base_acc: float) -> dict[str, object]:
+    """Fix the candidate whose removal lowers the accuracy most."""
+    scores = _scores(supernet, unit, project(supernet, rows, state), unit.members, batches,
+                     base_acc)
+    chosen = min(unit.members, key=lambda m: (scores[m]["acc"], -scores[m]["loss"]))
+    state.ops[unit.label] = int(chosen)
+    return {"removed": {_member_name(supernet, unit, m): s for m, s in scores.items()},
+            "chosen": _member_name(supernet, unit, chosen), "drop": scores[chosen]["drop"]}
+
+
+def _decide_topology(supernet: Supernet, unit: Unit, state: SelectionState, rows: Rows,
+                     batches: Callable[[], Iterable[Batch]], base_acc: float) -> dict[str, object]:
+    """Remove the member whose removal lowers the accuracy least until ``unit.keep`` are left."""
+    kept = list(unit.members)
+    steps = []
+    while len(kept) > unit.keep:
+        gone = [m for m in unit.members if m not in kept]
+        current = _remove_all(supernet, project(supernet, rows, state), unit, gone)
+        scores = _scores(supernet, unit, current, kept, batches, base_acc)
+        weakest = max(kept, key=lambda m: (scores[m]["acc"], -scores[m]["loss"]))
+        kept.remove(weakest)
+        names = {m: _member_name(supernet, unit, m) for m in scores}
+        steps.append({"removed": {names[m]: s for m, s in scores.items()},
+                      "dropped": names[weakest]})
+    if unit.kind == "edges":
+        state.dropped += [m for m in unit.members if m not in kept]
+    else:
+        state.inputs[unit.label] = sorted(int(m) for m in kept)
+    return {"steps": steps, "kept": [_member_name(supernet, unit, m) for m in kept]}
+
+
+def _remove_all(supernet: Supernet, rows: Rows, unit: Unit,
+                members: list[object]) -> dict[str, ArchRow]:
     out = dict(rows)
     for member in members:
         out = _without(supernet, out, unit, member)

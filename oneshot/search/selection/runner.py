@@ -177,7 +177,8 @@ class PerturbationSelection:
             state = SelectionState.from_dict(json.loads(saved["state"]))
             self.module.load_state_dict(saved["module"])
         elif record.is_file():
-            state = SelectionState.from_dict(json.loads(record.read_text(encoding="utf-8"))["state"])
+            saved = json.loads(record.read_text(encoding="utf-8"))
+            state = SelectionState.from_dict(saved["state"])
             if state.done < len(state.rounds):
                 raise ConfigError(f"{record} holds an unfinished selection but {weights} is "
                                   f"missing; move {record.name} away to select again")
@@ -185,8 +186,8 @@ class PerturbationSelection:
             return SelectionState(rounds=rounds)
         if state.rounds != rounds:
             raise ConfigError(f"the saved selection in {self.run_dir} decides in other rounds "
-                              f"(another selection.seed or space); move {record.name} and {weights} "
-                              "away to select again")
+                              f"(another selection.seed or space); move {record.name} and "
+                              f"{weights} away to select again")
         return state
 
     def _save(self, state: SelectionState, genotype: Any = None) -> None:
@@ -286,24 +287,21 @@ def select_by_perturbation(module: OneShotSearch, datamodule: Any, search: pl.Tr
 
     options = {key: trainer[key] for key in ("accelerator", "devices", "precision")
                if trainer.get(key) is not None}
-    search_epochs = search.max_epochs or 1
+    last_epoch = (max(0, search.current_epoch - 1), search.max_epochs or 1)
 
     def tune(round_index: int, state: SelectionState) -> None:
         pl.seed_everything((config.seed + round_index) % 2**32, workers=True, verbose=False)
-        tuner = _TuningTrainer(search_epoch=max(0, search.current_epoch - 1), search_epochs=search_epochs,
-                               **options, max_epochs=-1, limit_val_batches=0,
-                               num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-                               enable_progress_bar=False, enable_model_summary=False,
-                               use_distributed_sampler=False, callbacks=[StopAfterBatches(steps)])
-        with projected_forward(module, state), tuning_learning_rate(module, config.lr_factor):
-            tuner.fit(module, datamodule=datamodule)
-
-    def quiet_tune(round_index: int, state: SelectionState) -> None:
-        with quiet_lightning():  # no device banner and 'max_steps reached' per round
-            tune(round_index, state)
+        with quiet_lightning():  # no device banner per round
+            tuner = _TuningTrainer(
+                search_epoch=last_epoch[0], search_epochs=last_epoch[1], **options, max_epochs=-1,
+                limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                use_distributed_sampler=False, callbacks=[StopAfterBatches(steps)])
+            with projected_forward(module, state), tuning_learning_rate(module, config.lr_factor):
+                tuner.fit(module, datamodule=datamodule)
 
     selector = PerturbationSelection(module, config, run_dir=run_dir,
-                                     val_batches=val_batches, tune=quiet_tune, tune_steps=steps)
+                                     val_batches=val_batches, tune=tune, tune_steps=steps)
     genotype, state = selector.run(device)
     written = json.loads((run_dir / "genotype.json").read_text(encoding="utf-8"))["meta"]
     meta = {**written, "params": derived_params(space, genotype, space_options=space_options)}
