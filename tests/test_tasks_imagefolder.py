@@ -100,7 +100,7 @@ def test_split_follows_its_seed_and_a_second_load_reads_the_cache(
     monkeypatch.undo()
     other = load(1)  # another held-out split: the cache is rebuilt
     assert not torch.equal(other.test_images, first.test_images)
-    assert torch.bincount(other.test_labels).tolist() == torch.bincount(first.test_labels).tolist()
+    assert len(other.train_labels) + len(other.test_labels) == 25  # every readable image
 
 
 def test_train_and_val_folders_and_given_statistics(tmp_path: Path) -> None:
