@@ -184,11 +184,13 @@ TASKS: dict[str, Table] = {
 # --- space group: oneshot/conf/search/space/*.yaml ----------------------------------------------
 
 CANDIDATES = listing(text())
+RECOMPUTE = text("none", "edge", "cell")
 SPACES: dict[str, Table] = {
     "darts": {"channels": integer(1), "layers": integer(3), "steps": integer(1),
               "multiplier": integer(1), "stem_multiplier": integer(1), "candidates": CANDIDATES,
-              "max_skip_connect": integer(0, null=True)},
-    "nb201": {"channels": integer(1), "layers": integer(1), "candidates": CANDIDATES},
+              "max_skip_connect": integer(0, null=True), "recompute": RECOMPUTE},
+    "nb201": {"channels": integer(1), "layers": integer(1), "candidates": CANDIDATES,
+              "recompute": RECOMPUTE},
     "proxyless": {"stem_channels": integer(1), "stem_stride": integer(1, 2),
                   "first_channels": integer(1),
                   "widths": listing(integer(1)), "depths": listing(integer(1)),

@@ -16,6 +16,7 @@ from supernets.decisions import CellChoices
 from supernets.errors import SpaceError
 from supernets.mixed import SparseRow, is_unused
 from supernets.partial import check_partial_channels, partial_edge
+from supernets.recompute import check_recompute, recomputed
 from supernets.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op
 from supernets.supernet import Supernet
 
@@ -32,13 +33,16 @@ class SearchCell(nn.Module):
     """A DARTS cell whose every edge is an :class:`OpChoice` over the candidate operations.
 
     With ``partial_channels`` K > 1 each edge mixes ``1 / K`` of the channels
-    (:func:`~supernets.partial.partial_edge`).
+    (:func:`~supernets.partial.partial_edge`). ``recompute`` (``edge`` or ``cell``) recomputes
+    every edge's (or the whole cell's) activations in backward instead of storing them
+    (:func:`~supernets.recompute.recomputed`).
     """
 
     def __init__(self, *, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, c: int,
                  reduction: bool, reduction_prev: bool, candidates: Sequence[str],
-                 partial_channels: int = 1) -> None:
+                 partial_channels: int = 1, recompute: str = "none") -> None:
         super().__init__()
+        self.recompute = check_recompute(recompute)
         self.cell_type = CELL_TYPES[1] if reduction else CELL_TYPES[0]
         self.steps = steps
         self.multiplier = multiplier
@@ -62,6 +66,11 @@ class SearchCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         """Edges whose row is unused (:func:`~supernets.mixed.is_unused`) are skipped."""
+        if self.recompute == "cell":
+            return recomputed(self, self._cell, s0, s1)
+        return self._cell(s0, s1)
+
+    def _cell(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         node_sums: list[torch.Tensor | None] = [None] * self.steps
         for edge, (node, j) in zip(self.edges, self.inputs):
@@ -70,7 +79,10 @@ class SearchCell(nn.Module):
             row = edge.row()
             if is_unused(row):
                 continue
-            contribution = edge(states[j], row)
+            if self.recompute == "edge":
+                contribution = recomputed(edge, edge, states[j], row)
+            else:
+                contribution = edge(states[j], row)
             node_sums[node] = contribution if node_sums[node] is None else node_sums[node] + contribution
         states.append(self._node_state(node_sums, self.steps - 1))
         return torch.cat(states[-self.multiplier:], dim=1)
@@ -89,7 +101,9 @@ class DartsSupernet(Supernet):
     It keeps DARTS' derive rule (two strongest non-``none`` inputs per node, optionally at most
     ``max_skip_connect`` skip connections), ENAS's cell sampling and its evaluation network.
     ``partial_channels`` K > 1 mixes ``1 / K`` of every edge's channels (PC-DARTS; the
-    ``pcdarts`` algorithm sets it); the fixed network of a genotype ignores it.
+    ``pcdarts`` algorithm sets it); the fixed network of a genotype ignores it. ``recompute``
+    (``edge`` or ``cell``) recomputes activations in backward instead of storing them, same
+    maths; the evaluation network of a genotype (:class:`DartsNetwork`) does not take it.
     """
 
     genotype_class = DartsGenotype
@@ -97,9 +111,11 @@ class DartsSupernet(Supernet):
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 8,
                  steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3,
                  in_channels: int = 3, candidates: Sequence[str] = DARTS_PRIMITIVES,
-                 max_skip_connect: int | None = None, partial_channels: int = 1) -> None:
+                 max_skip_connect: int | None = None, partial_channels: int = 1,
+                 recompute: str = "none") -> None:
         super().__init__()
         check_partial_channels(partial_channels)
+        check_recompute(recompute)
         if layers < 3:
             raise SpaceError(f"the DARTS network needs at least 3 cells (two are reductions), got {layers}")
         unknown = [name for name in candidates if name not in DARTS_PRIMITIVES]
@@ -121,7 +137,7 @@ class DartsSupernet(Supernet):
             self.cells.append(SearchCell(
                 steps=steps, multiplier=multiplier, c_prev_prev=c_prev_prev, c_prev=c_prev, c=c_curr,
                 reduction=reduction, reduction_prev=reduction_prev, candidates=self.candidates,
-                partial_channels=partial_channels))
+                partial_channels=partial_channels, recompute=recompute))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)

@@ -7,13 +7,14 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from supernets.choices import ChoiceValue, OpChoice
+from supernets.choices import ChoiceValue, OpChoice, building_fixed_network
 from supernets.errors import SpaceError
 from supernets.nb201.genotype import Nb201Genotype, derive_nb201_genotype
 from supernets.nb201.ops import NB201_OPS
 from supernets.nb201.skeleton import Nb201Skeleton
 from supernets.nb201.topology import CELL, NODES, edge_inputs, edge_label
 from supernets.partial import check_partial_channels, partial_edge
+from supernets.recompute import check_recompute, recomputed
 from supernets.supernet import Supernet
 
 
@@ -23,11 +24,15 @@ class SearchCell(nn.Module):
     Searched, the BatchNorms are not affine; in the fixed network they are, and every chosen
     operation but ``skip_connect`` is dropped with the drop-path probability. With
     ``partial_channels`` K > 1 each edge mixes ``1 / K`` of the channels
-    (:func:`~supernets.partial.partial_edge`).
+    (:func:`~supernets.partial.partial_edge`). ``recompute`` (``edge`` or ``cell``) recomputes
+    every edge's (or the whole cell's) activations in backward instead of storing them
+    (:func:`~supernets.recompute.recomputed`).
     """
 
-    def __init__(self, c: int, candidates: Sequence[str], partial_channels: int = 1) -> None:
+    def __init__(self, c: int, candidates: Sequence[str], partial_channels: int = 1,
+                 recompute: str = "none") -> None:
         super().__init__()
+        self.recompute = check_recompute(recompute)
         self.inputs = edge_inputs()
         self.edges = nn.ModuleList(
             partial_edge(lambda channels, k=k: OpChoice(edge_label(k), candidates,
@@ -36,12 +41,18 @@ class SearchCell(nn.Module):
             for k in range(len(self.inputs)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recompute == "cell":
+            return recomputed(self, self._cell, x)
+        return self._cell(x)
+
+    def _cell(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
         for node in range(1, NODES):
             out = None
             for edge, (target, j) in zip(self.edges, self.inputs):
                 if target == node:
-                    h = edge(nodes[j])
+                    h = recomputed(edge, edge, nodes[j]) if self.recompute == "edge" \
+                        else edge(nodes[j])
                     out = h if out is None else out + h
             nodes.append(out)
         return nodes[-1]
@@ -54,21 +65,25 @@ class Nb201Supernet(Nb201Skeleton, Supernet):
     :mod:`supernets.nb201.topology` for which nodes each edge joins). Its fixed network is the
     benchmark's network of a genotype (affine BatchNorms, 16 channels and 5 cells per stage
     unless given). ``partial_channels`` K > 1 mixes ``1 / K`` of every edge's channels
-    (PC-DARTS; the ``pcdarts`` algorithm sets it).
+    (PC-DARTS; the ``pcdarts`` algorithm sets it). ``recompute`` (``edge`` or ``cell``)
+    recomputes activations in backward instead of storing them, same maths.
     """
 
     genotype_class = Nb201Genotype
 
     def __init__(self, *, num_classes: int = 10, channels: int = 16, layers: int = 5,
                  in_channels: int = 3, candidates: Sequence[str] = NB201_OPS,
-                 partial_channels: int = 1) -> None:
+                 partial_channels: int = 1, recompute: str = "none") -> None:
         candidates = tuple(candidates)
         unknown = [name for name in candidates if name not in NB201_OPS]
         if unknown or not candidates or len(set(candidates)) != len(candidates):
             raise SpaceError(f"NAS-Bench-201 candidates must be distinct operations from: "
                              f"{', '.join(NB201_OPS)}; got {list(candidates)}")
         check_partial_channels(partial_channels)
-        super().__init__(lambda c: SearchCell(c, candidates, partial_channels),
+        check_recompute(recompute)
+        if building_fixed_network():
+            recompute = "none"  # a search-time option: the fixed network stores as usual
+        super().__init__(lambda c: SearchCell(c, candidates, partial_channels, recompute),
                          num_classes=num_classes, channels=channels, layers=layers,
                          in_channels=in_channels)
         self.candidates = candidates

@@ -1,0 +1,143 @@
+"""space.recompute=edge|cell: the same gradients and BatchNorm statistics, fewer stored activations.
+
+Each option's supernet holds the very weights of the default (``none``) one; in float64 the
+weight and alpha gradients (first order, and second order through ``functional_call``) and the
+running statistics after the steps must equal the default's.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
+from oneshot.search.architecture import ArchitectureParameters
+from supernets.darts.search import DartsSupernet
+from supernets.errors import SpaceError
+from supernets.nb201.genotype import Nb201Genotype
+from supernets.nb201.search import Nb201Supernet
+from supernets.spaces import create_network
+
+CANDIDATES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
+SPACES: dict[str, Callable[..., nn.Module]] = {
+    "darts": lambda **kw: DartsSupernet(channels=2, layers=3, num_classes=3, steps=2,
+                                        multiplier=2, candidates=CANDIDATES, **kw),
+    "darts-partial": lambda **kw: DartsSupernet(channels=4, layers=3, num_classes=3, steps=2,
+                                                multiplier=2, candidates=CANDIDATES,
+                                                partial_channels=2, **kw),
+    "nb201": lambda **kw: Nb201Supernet(channels=2, layers=1, num_classes=3, **kw),
+}
+STEP = VirtualStep(lr=0.5, momentum=0.9, weight_decay=3e-4)
+
+
+def _pair(space: str, mode: str) -> tuple[nn.Module, nn.Module, ArchitectureParameters]:
+    torch.manual_seed(0)
+    plain = SPACES[space]().double().train()
+    other = SPACES[space](recompute=mode).double().train()
+    other.load_state_dict(plain.state_dict())
+    arch = ArchitectureParameters(plain.choice_points(), init_std=1.0).double()
+    return plain, other, arch
+
+
+def _batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64),
+            torch.randint(0, 3, (2,), generator=generator))
+
+
+def _statistics(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: b.clone() for name, b in model.named_buffers()}
+
+
+def _first_order(model: nn.Module, arch: ArchitectureParameters) -> tuple[list, list]:
+    """The architecture step's alpha gradient (autograd.grad), then a weight step's gradients
+    (backward)."""
+    x, y = _batch(1)
+    loss = nn.functional.cross_entropy(model(x, arch.softmax()), y)
+    alpha_grads = torch.autograd.grad(loss, arch.parameters_list())
+    model.zero_grad()
+    x, y = _batch(2)
+    nn.functional.cross_entropy(model(x, {k: v.detach() for k, v in arch.softmax().items()}),
+                                y).backward()
+    return list(alpha_grads), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("space, mode", [("darts", "edge"), ("darts", "cell"),
+                                         ("darts-partial", "edge"), ("nb201", "edge"),
+                                         ("nb201", "cell")])
+def test_first_order_gradients_and_statistics_are_unchanged(space: str, mode: str) -> None:
+    plain, other, arch = _pair(space, mode)
+    alphas, weights = _first_order(plain, arch)
+    alphas_r, weights_r = _first_order(other, arch)
+    torch.testing.assert_close(alphas_r, alphas)
+    torch.testing.assert_close(weights_r, weights)
+    torch.testing.assert_close(_statistics(other), _statistics(plain))
+    assert any(w.abs().sum() > 0 for w in weights) and any(a.abs().sum() > 0 for a in alphas)
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+@pytest.mark.parametrize("mode", ["edge", "cell"])
+def test_second_order_gradients_and_statistics_are_unchanged(space: str, mode: str) -> None:
+    plain, other, arch = _pair(space, mode)
+    momentum = {name: 0.1 * torch.randn_like(p) for name, p in plain.named_parameters()}
+    grads = [unrolled_arch_gradients(model, arch.softmax, arch.parameters_list(), _batch(1),
+                                     _batch(2), nn.CrossEntropyLoss(), STEP, momentum)
+             for model in (plain, other)]
+    torch.testing.assert_close(grads[1], grads[0])
+    torch.testing.assert_close(_statistics(other), _statistics(plain))
+    assert all(p.grad is None for p in other.parameters())
+
+
+def _saved_bytes_and_convolutions(model: nn.Module, arch: ArchitectureParameters,
+                                  part: str) -> tuple[int, int]:
+    """Bytes autograd stores in a forward, and how many times the convolutions inside the
+    recomputed parts (``edges`` or ``cells``) run in forward plus backward."""
+    saved = [0]
+    calls = [0]
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved[0] += tensor.numel() * tensor.element_size()
+        return tensor
+
+    parts = [cell.edges for cell in model.cells] if part == "edge" else [model.cells]
+    hooks = [m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+             for p in parts for m in p.modules() if isinstance(m, nn.Conv2d)]
+    x, y = _batch(1)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = nn.functional.cross_entropy(model(x, arch.softmax()), y)
+    loss.backward()
+    for hook in hooks:
+        hook.remove()
+    return saved[0], calls[0]
+
+
+@pytest.mark.parametrize("mode", ["edge", "cell"])
+def test_recompute_stores_less_and_runs_the_convolutions_again(mode: str) -> None:
+    plain, other, arch = _pair("darts", mode)
+    saved, calls = _saved_bytes_and_convolutions(plain, arch, mode)
+    saved_r, calls_r = _saved_bytes_and_convolutions(other, arch, mode)
+    assert saved_r < saved / 3
+    assert calls_r == 2 * calls > 0
+
+
+def test_the_fixed_networks_ignore_it() -> None:
+    genotype = Nb201Genotype(("nor_conv_3x3",) * 6)
+    network = create_network("nb201", genotype, num_classes=3,
+                             space_options={"channels": 4, "layers": 1, "recompute": "edge"})
+    assert all(getattr(m, "recompute", "none") == "none" for m in network.modules())
+    fixed = Nb201Supernet.fixed_network(genotype, channels=4, layers=1, recompute="cell")
+    assert [cell.recompute for cell in fixed.cells if hasattr(cell, "recompute")] == ["none"] * 3
+    plain, _, arch = _pair("darts", "cell")
+    network = create_network("darts", plain.derive(arch.softmax()), num_classes=3, channels=4,
+                             layers=3, auxiliary=False,
+                             space_options={"channels": 2, "recompute": "cell"})
+    assert network(torch.randn(2, 3, 8, 8))[0].shape == (2, 3)
+
+
+@pytest.mark.parametrize("build", [DartsSupernet, Nb201Supernet])
+def test_an_unknown_mode_is_one_line(build: Callable[..., nn.Module]) -> None:
+    with pytest.raises(SpaceError, match=r"recompute must be one of none, edge, cell .*'layer'"):
+        build(channels=4, layers=3, recompute="layer")
