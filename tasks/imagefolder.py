@@ -234,9 +234,10 @@ def decoded_batches(images: FileImages, labels: torch.Tensor, *,
                     desc: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The files of ``images`` decoded in order, in batches of :data:`CHUNK` (unreadable files
     left out), by its workers; a progress bar on a terminal for a large folder. No file at all
-    decoding is an error."""
+    decoding is an error. Torch's global generator is left alone, so whether the data had to be
+    decoded (or was cached) does not change a run's seeded weight initialization."""
     loader = make_stream_loader(images, labels, batch_size=CHUNK, shuffle=False, seed=0,
-                                drop_last=False)
+                                drop_last=False, generator=torch.Generator())
     decoded = 0
     with tqdm(total=len(images), desc=desc, unit="img", leave=False,
               disable=None if len(images) >= PROGRESS_FROM else True) as bar:

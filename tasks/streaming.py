@@ -131,10 +131,10 @@ class StreamingLoader(ResumableLoader):
     """A :class:`ResumableLoader` whose workers decode files; yields (images, labels) pairs and
     reports unreadable files. Its position is the number of batches it has yielded."""
 
-    def __init__(self, dataset: FileBatchDataset, sampler: ShuffledBatchSampler,
-                 workers: int) -> None:
+    def __init__(self, dataset: FileBatchDataset, sampler: ShuffledBatchSampler, workers: int,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__(dataset, batch_size=None, sampler=sampler, num_workers=workers,
-                         collate_fn=_as_is)
+                         collate_fn=_as_is, generator=generator)
         self.report = BadFileReport()
         self._yielded = 0
         self._resume_at = 0
@@ -162,13 +162,17 @@ def _as_is(batch: object) -> object:
 
 
 def make_stream_loader(images: FileImages, labels: torch.Tensor, *, batch_size: int,
-                       shuffle: bool, seed: int, drop_last: bool,
-                       reshuffle: bool = True) -> StreamingLoader:
+                       shuffle: bool, seed: int, drop_last: bool, reshuffle: bool = True,
+                       generator: torch.Generator | None = None) -> StreamingLoader:
     """Like :func:`tasks.loader.make_loader` (the same batches in the same order), decoding each
-    batch from its files in one of ``images.workers`` worker processes."""
+    batch from its files in one of ``images.workers`` worker processes.
+
+    Each pass draws its workers' base seed from ``generator``, or, like every DataLoader, from
+    torch's global generator when it is None.
+    """
     sampler = ShuffledBatchSampler(len(labels), batch_size, shuffle=shuffle, seed=seed,
                                    drop_last=drop_last, reshuffle=reshuffle)
-    return StreamingLoader(FileBatchDataset(images, labels), sampler, images.workers)
+    return StreamingLoader(FileBatchDataset(images, labels), sampler, images.workers, generator)
 
 
 def default_workers() -> int:

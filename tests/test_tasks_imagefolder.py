@@ -103,6 +103,16 @@ def test_split_follows_its_seed_and_a_second_load_reads_the_cache(
     assert len(other.train_labels) + len(other.test_labels) == 25  # every readable image
 
 
+@pytest.mark.parametrize("budget", [None, 0.0])
+def test_decoding_leaves_the_global_generator_alone(folder: Path, tmp_path: Path,
+                                                    budget: float | None) -> None:
+    state = torch.get_rng_state()  # a run seeds it, then loads the data, then builds the net
+    data = load_task("imagefolder", root=str(folder), image_size=8, workers=1,
+                     memory_budget_gb=budget, cache_dir=str(tmp_path))
+    assert data.streamed == (budget == 0.0) and len(data.mean) == 3
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_train_and_val_folders_and_given_statistics(tmp_path: Path) -> None:
     make_folder(tmp_path / "data" / "train", per_class=3)
     make_folder(tmp_path / "data" / "val", per_class=2, seed=1)
