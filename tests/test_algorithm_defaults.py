@@ -98,7 +98,12 @@ def _presets() -> list[tuple[str, str, dict]]:
                 continue
             overrides = [d for d in node.get("defaults", []) if isinstance(d, dict)]
             chosen = [v for d in overrides for k, v in d.items() if k == "override /algorithm"]
-            name = chosen[0] if chosen else path.name.removesuffix(".yaml").split("_", 1)[1]
+            if chosen:
+                name = chosen[0]
+            elif group == "experiment":  # options for whichever algorithm runs
+                name = "*"
+            else:  # experiment_algorithm/<experiment>_<algorithm>.yaml
+                name = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
             found.append((f"{group}/{path.name}", name, node["algorithm"]))
     return found
 
@@ -117,6 +122,11 @@ def test_experiment_presets_do_not_repeat_algorithm_defaults() -> None:
     presets = _presets()
     assert {name for _, name, _ in presets} >= {"enas", "spos"}
     for file, name, node in presets:
-        defaults = _leaves(algorithm_defaults(name))
-        repeated = {key for key, value in _leaves(node).items() if defaults.get(key) == value}
+        names = list_algorithms() if name == "*" else [name]
+        every = [_leaves(algorithm_defaults(n)) for n in names]
+        repeated = set()
+        for key, value in _leaves(node).items():
+            known = [defaults[key] for defaults in every if key in defaults]
+            if known and all(default == value for default in known):
+                repeated.add(key)
         assert not repeated, f"{file} repeats the defaults of {name}: {sorted(repeated)}"
