@@ -8,6 +8,7 @@ min and max seconds per step and the peak resident memory (CPU) or peak allocate
     python benchmarks/search_step.py --order second
     python benchmarks/search_step.py --batch 32 --channels 8 --layers 5
     python benchmarks/search_step.py --all                 # the four reference configurations
+    python benchmarks/search_step.py --recompute edge      # space.recompute (none, edge, cell)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from common import StepTimer, add_protocol_args, device_and_peak, timing
 from oneshot.search.algorithms import create_algorithm
 from oneshot.training.datamodules import SearchDataModule
+from supernets.recompute import RECOMPUTE_MODES
 from supernets.spaces import create_supernet
 from tasks import load_task
 
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> None:
     dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
                         image_size=32, num_classes=10)
     datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0, channels_last=args.channels_last)
-    supernet = create_supernet("darts", num_classes=10, channels=args.channels, layers=args.layers)
+    supernet = create_supernet("darts", num_classes=10, channels=args.channels, layers=args.layers,
+                               recompute=args.recompute)
     if args.channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm("darts", supernet, num_classes=10,
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
     name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)
     peak = f"{peak_gib:.2f} GiB {measured}"
     print(f"darts {args.order}-order | space darts | batch {args.batch} | channels {args.channels} | "
-          f"cells {args.layers} | precision {args.precision} | channels_last {args.channels_last} | torch {torch.__version__} | device {name} | "
+          f"cells {args.layers} | recompute {args.recompute} | precision {args.precision} | channels_last {args.channels_last} | torch {torch.__version__} | device {name} | "
           f"threads {torch.get_num_threads()}")
     print(f"  {timing(timed)} | peak memory {peak}", flush=True)
 
@@ -63,6 +66,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--order", choices=("first", "second"), default="first")
+    parser.add_argument("--recompute", choices=RECOMPUTE_MODES, default="none",
+                        help="space.recompute: store every activation, or recompute each edge's "
+                             "or cell's in backward")
     add_protocol_args(parser)
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="NHWC memory format (the search default)")
@@ -80,7 +86,7 @@ def main(argv: list[str]) -> None:
         subprocess.run([sys.executable, __file__, "--batch", batch, "--channels", channels,
                         "--layers", layers, "--order", order, "--warmup", str(args.warmup),
                         "--steps", str(args.steps), "--device", args.device,
-                        "--precision", args.precision,
+                        "--precision", args.precision, "--recompute", args.recompute,
                         "--channels-last" if args.channels_last else "--no-channels-last"], check=True)
 
 

@@ -51,6 +51,10 @@ def is_unused(row: ArchRow) -> bool:
 class MixedOp(nn.Module):
     """Candidates of one edge; ``forward(x, row)`` returns ``sum_i row[i] * op_i(x)``.
 
+    Candidates that start with a ReLU (DARTS' sep/dil convolutions, NAS-Bench-201's
+    convolutions) share one ``relu(x)``, computed, stored and differentiated once: their leading
+    ReLU is a :class:`SharedReLU`.
+
     A ``none`` candidate contributes exactly zero for any weight, so it is never computed. A
     row with nothing to compute gives the zeros of the ``none`` candidate; callers that can drop
     the edge instead check :func:`is_unused` first and skip the call.
@@ -62,6 +66,9 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(build(name) for name in self.candidates)
         self._nonzero = tuple(i for i, name in enumerate(self.candidates) if name != "none")
         self._none_index = self.candidates.index("none") if "none" in self.candidates else None
+        self._relu_shared = _SharedValue()
+        self._relu_first = frozenset(i for i, op in enumerate(self.ops)
+                                     if _share_leading_relu(op, self._relu_shared))
 
     def forward(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
         frozen: tuple[int, ...] = ()
@@ -75,9 +82,15 @@ class MixedOp(nn.Module):
                 raise SpaceError("this edge has no active candidate and no 'none' candidate to "
                                  "give zeros; activate one candidate or skip the edge")
             return self.ops[self._none_index](x) * weights[self._none_index]
-        out = weights[active[0]] * self._run(active[0], x, active[0] in frozen)
-        for i in active[1:]:
-            out = out + weights[i] * self._run(i, x, i in frozen)
+        shared = self._relu_shared
+        if sum(i in self._relu_first for i in active) > 1:
+            shared.input, shared.output = x, torch.relu(x)
+        try:
+            out = weights[active[0]] * self._run(active[0], x, active[0] in frozen)
+            for i in active[1:]:
+                out = out + weights[i] * self._run(i, x, i in frozen)
+        finally:
+            shared.input = shared.output = None
         return out
 
     def _run(self, i: int, x: torch.Tensor, frozen: bool) -> torch.Tensor:
@@ -85,3 +98,37 @@ class MixedOp(nn.Module):
             return self.ops[i](x)
         with torch.no_grad():
             return self.ops[i](x)
+
+
+class _SharedValue:
+    """The input of an edge's forward in progress and its ReLU, while the edge runs."""
+
+    __slots__ = ("input", "output")
+
+    def __init__(self) -> None:
+        self.input: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+
+
+class SharedReLU(nn.ReLU):
+    """A candidate's leading ReLU: the edge's shared ``relu(x)`` when given that ``x``."""
+
+    def __init__(self, shared: _SharedValue) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x is self.shared.input and self.shared.output is not None:
+            return self.shared.output
+        return super().forward(x)
+
+
+def _share_leading_relu(op: nn.Module, shared: _SharedValue) -> bool:
+    """Make the leading ``nn.ReLU`` of ``op`` (a chain of ``nn.Sequential``, nested ones
+    included) a :class:`SharedReLU`; whether ``op`` has one."""
+    if not isinstance(op, nn.Sequential) or not len(op):
+        return False
+    if type(op[0]) is nn.ReLU and not op[0].inplace:
+        op[0] = SharedReLU(shared)
+        return True
+    return _share_leading_relu(op[0], shared)

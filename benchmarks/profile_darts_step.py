@@ -1,0 +1,75 @@
+"""Where a first-order DARTS step spends its time: torch.profiler per phase and per operator.
+
+The step's maths as the ``darts`` algorithm runs it, without the Lightning loop: the
+architecture step (forward on a validation batch, ``torch.autograd.grad`` of the loss w.r.t. the
+alphas) and the weight step (forward on a training batch, ``backward``, SGD). Prints the wall
+seconds of each phase and the operators with the most self CPU time.
+
+    python benchmarks/profile_darts_step.py                              # batch 32, 8 ch, 5 cells
+    python benchmarks/profile_darts_step.py --batch 64 --channels 16 --layers 8 --top 25
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from oneshot.search.architecture import ArchitectureParameters
+from supernets.darts.search import DartsSupernet
+
+
+def step(model: nn.Module, arch: ArchitectureParameters, optimizer: torch.optim.Optimizer,
+         batches: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> None:
+    """One first-order DARTS step: the alpha gradient, then a weight update."""
+    (x_w, y_w), (x_a, y_a) = batches
+    with record_function("architecture step"):
+        loss = nn.functional.cross_entropy(model(x_a, arch.softmax()), y_a)
+        grads = torch.autograd.grad(loss, arch.parameters_list())
+        for alpha, grad in zip(arch.parameters_list(), grads):
+            alpha.grad = grad
+    with record_function("weight step"):
+        optimizer.zero_grad()
+        with torch.no_grad():
+            weights = {label: row.detach() for label, row in arch.softmax().items()}
+        nn.functional.cross_entropy(model(x_w, weights), y_w).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="profiled steps after one warm-up")
+    parser.add_argument("--top", type=int, default=20)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    model = DartsSupernet(channels=args.channels, layers=args.layers).train()
+    model = model.to(memory_format=torch.channels_last)
+    arch = ArchitectureParameters(model.choice_points())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    batches = tuple((torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last),
+                     torch.randint(0, 10, (args.batch,))) for _ in range(2))
+    step(model, arch, optimizer, batches)
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            step(model, arch, optimizer, batches)
+    seconds = (time.perf_counter() - start) / args.steps
+    print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
+          f"threads {torch.get_num_threads()} | {seconds:.2f} s/step under the profiler")
+    events = prof.key_averages()
+    for phase in ("architecture step", "weight step"):
+        total = next(e for e in events if e.key == phase).cpu_time_total / 1e6 / args.steps
+        print(f"  {phase}: {total:.2f} s/step")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,91 @@
+"""A/B in one process: one shared ReLU per edge against every candidate computing its own.
+
+Both variants are the same supernet (same weights): ``old`` switches the sharing off on every
+edge, so each ReLU-first candidate computes its own ``relu(x)``. The variants alternate step by
+step (the order flips every round) so that the machine's load weighs on both alike. A step is
+the first-order DARTS step maths of ``profile_darts_step.py``. Also prints the bytes autograd
+stores in one forward of each variant, and in the architecture step's forward when the weights
+do not require gradients (what a weight-free architecture graph would keep).
+
+    python benchmarks/shared_relu_ab.py                       # batch 32, 8 ch, 5 cells, 5 rounds
+    python benchmarks/shared_relu_ab.py --batch 64 --channels 16 --layers 8 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+from oneshot.search.architecture import ArchitectureParameters
+from profile_darts_step import step
+from supernets.darts.search import DartsSupernet
+from supernets.mixed import MixedOp
+
+
+def set_sharing(model: nn.Module, shared: dict[MixedOp, frozenset[int]], on: bool) -> None:
+    """Switch the shared ReLU of every edge on (its ReLU-first candidates) or off."""
+    for edge, relu_first in shared.items():
+        edge._relu_first = relu_first if on else frozenset()
+
+
+def saved_bytes(model: nn.Module, arch: ArchitectureParameters, x: torch.Tensor,
+                weights_need_grad: bool = True) -> int:
+    """Bytes autograd keeps for backward in one forward of ``model``."""
+    total = [0]
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        total[0] += tensor.numel() * tensor.element_size()
+        return tensor
+
+    for p in model.parameters():
+        p.requires_grad_(weights_need_grad)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x, arch.softmax())
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return total[0]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    model = DartsSupernet(channels=args.channels, layers=args.layers).train()
+    model = model.to(memory_format=torch.channels_last)
+    arch = ArchitectureParameters(model.choice_points())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    batches = tuple((torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last),
+                     torch.randint(0, 10, (args.batch,))) for _ in range(2))
+    shared = {m: m._relu_first for m in model.modules() if isinstance(m, MixedOp)}
+    seconds: dict[str, list[float]] = {"old": [], "new": []}
+    for variant in ("old", "new"):
+        set_sharing(model, shared, variant == "new")
+        step(model, arch, optimizer, batches)  # warm-up
+        gib = saved_bytes(model, arch, batches[0][0]) / 2**30
+        print(f"{variant}: autograd keeps {gib:.3f} GiB per forward")
+    frozen_gib = saved_bytes(model, arch, batches[1][0], weights_need_grad=False) / 2**30
+    print(f"new, weights not requiring grad (architecture step): {frozen_gib:.3f} GiB per forward")
+    for r in range(args.rounds):
+        for variant in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            set_sharing(model, shared, variant == "new")
+            start = time.perf_counter()
+            step(model, arch, optimizer, batches)
+            seconds[variant].append(time.perf_counter() - start)
+    old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
+    print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
+          f"threads {torch.get_num_threads()} | {args.rounds} rounds")
+    print(f"  old {old:.2f} s/step  new {new:.2f} s/step  new/old {new / old:.3f}  "
+          f"(per-round ratios: {', '.join(f'{n / o:.3f}' for o, n in zip(seconds['old'], seconds['new']))})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
