@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from supernets.darts.derived import DartsNetwork, DerivedCell
+from supernets.darts.derived import AuxiliaryHead, DartsNetwork, DerivedCell
 from supernets.drop_path import drop_path
 from supernets.darts.genotype import DartsGenotype
 from supernets.darts.published import get_published, list_published
@@ -37,6 +37,17 @@ def test_training_forward_returns_logits_and_auxiliary_logits():
     assert logits.shape == (2, 7) and logits_aux.shape == (2, 7)
     (logits.sum() + logits_aux.sum()).backward()
     assert net.auxiliary_head.classifier.weight.grad is not None
+
+
+def test_auxiliary_head_is_darts_head_on_8x8_maps_and_averages_larger_ones():
+    torch.manual_seed(0)
+    head = AuxiliaryHead(6, 5).eval()
+    maps = torch.randn(3, 6, 8, 8)
+    darts_form = head.classifier(head.features(maps).flatten(1))  # DARTS: the last conv leaves 1x1
+    torch.testing.assert_close(head(maps), darts_form)
+    net = DartsNetwork(_v2(), num_classes=7, channels=4, layers=3).train()
+    logits, logits_aux = net(torch.randn(2, 3, 64, 64))  # 16x16 maps after the 2/3 reduction
+    assert logits.shape == (2, 7) and logits_aux.shape == (2, 7)
 
 
 def test_eval_and_no_auxiliary_give_no_auxiliary_logits():

@@ -50,7 +50,11 @@ class DerivedCell(nn.Module):
 
 
 class AuxiliaryHead(nn.Module):
-    """The DARTS CIFAR auxiliary classifier; expects the 8x8 maps of a 32x32 input."""
+    """The DARTS CIFAR auxiliary classifier, for maps of at least 5x5.
+
+    On the 8x8 maps of a 32x32 input it is exactly DARTS' head (its last convolution leaves 1x1);
+    larger maps (larger images) leave more positions, which are averaged before the classifier.
+    """
 
     def __init__(self, c: int, num_classes: int) -> None:
         super().__init__()
@@ -71,7 +75,7 @@ class AuxiliaryHead(nn.Module):
             raise SpaceError(f"the DARTS auxiliary head needs maps of at least 5x5 after the 2/3 "
                              f"reduction (32x32 images give 8x8), got {x.shape[-2]}x{x.shape[-1]}; "
                              "set network.auxiliary=false for small images")
-        return self.classifier(self.features(x).flatten(1))
+        return self.classifier(self.features(x).mean(dim=(2, 3)))
 
 
 class DartsNetwork(DropPathNetwork):
