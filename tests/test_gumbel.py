@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -12,11 +13,13 @@ from oneshot.search.algorithms.gumbel import gumbel_softmax, straight_through, t
 from oneshot.search.algorithms.sampling import step_generator
 from oneshot.errors import ConfigError
 from oneshot.train import train
+from oneshot.training.datamodules import SearchDataModule
 from supernets.genotype_file import load_genotype_file
 from supernets.mixed import SparseRow
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.search import Nb201Supernet
 from supernets.spaces import get_space
+from tasks import load_task
 
 
 def test_hard_sample_is_one_hot_with_the_straight_through_gradient() -> None:
@@ -72,6 +75,7 @@ def test_temperature_schedules() -> None:
     ({"tau_schedule": "cosine"},
      "unknown tau_schedule 'cosine'; choose one of: linear, exponential"),
     ({"temperature": 1.0}, "bad option for algorithm 'gdas'"),
+    ({"warmup_epochs": -1}, "algorithm.warmup_epochs must be an integer >= 0, got -1"),
 ])
 def test_bad_options_are_config_errors(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -116,6 +120,43 @@ def test_eval_architecture_is_the_argmax_path() -> None:
     assert [row.active for row in rows.values()] == [(k % 5,) for k in range(6)]
     expected = tuple(gdas.supernet.candidates[k % 5] for k in range(6))
     assert gdas.genotype() == Nb201Genotype(expected)
+
+
+class _Snapshots(pl.Callback):
+    """The alphas and the supernet's weights at the start and after every training epoch."""
+
+    def __init__(self) -> None:
+        self.alphas: list[list[torch.Tensor]] = []
+        self.weights: list[list[torch.Tensor]] = []
+
+    def _take(self, module: pl.LightningModule) -> None:
+        self.alphas.append([p.detach().clone() for p in module.arch.parameters_list()])
+        self.weights.append([p.detach().clone() for p in module.supernet.parameters()])
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._take(module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._take(module)
+
+
+def test_gdas_warmup_epochs_train_only_the_weights(tmp_path) -> None:
+    dataset = load_task("synthetic", num_train=32, num_test=16, image_size=8)
+    datamodule = SearchDataModule(dataset, batch_size=8, seed=0, eval_batch_size=16)
+    torch.manual_seed(0)
+    gdas = create_algorithm("gdas", Nb201Supernet(channels=4, layers=1), num_classes=10,
+                            cfg={"warmup_epochs": 1, "arch_optimizer": {"lr": 0.01}})
+    assert gdas.hparams["warmup_epochs"] == 1
+    snapshots = _Snapshots()
+    pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=0, accelerator="cpu",
+               logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, callbacks=[snapshots],
+               default_root_dir=tmp_path).fit(gdas, datamodule)
+    start, warm, searched = snapshots.alphas
+    assert all(torch.equal(a, b) for a, b in zip(start, warm))  # the warm-up epoch: alphas fixed
+    assert all(not torch.equal(a, b) for a, b in zip(warm, searched))  # then every edge moves
+    assert any(not torch.equal(a, b) for a, b in zip(*snapshots.weights[:2]))  # weights trained
+    assert gdas.global_step == 2 + 2 * 2  # weight steps alone, then architecture + weight steps
 
 
 TWO_EPOCHS = ("trainer.max_epochs=2", "trainer.limit_train_batches=2")

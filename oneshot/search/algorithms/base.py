@@ -169,6 +169,7 @@ class OneShotSearch(SupernetSearch):
     """
 
     softmax_alphas = True  # the architecture weights are softmax(alpha) (algorithm.regularization applies)
+    warmup_epochs = 0  # first epochs that train only the weights (set by pcdarts and gdas)
     arch_regularization: ArchRegularization | None = None  # set by the registry from algorithm.regularization
 
     def __init__(self, supernet: nn.Module, *, num_classes: int,
@@ -236,6 +237,10 @@ class OneShotSearch(SupernetSearch):
                     alpha.copy_(self.trainer.strategy.broadcast(alpha.detach().clone(), src=0))
 
     def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> torch.Tensor:
+        """The weight step alone during the first ``warmup_epochs`` epochs, then an architecture
+        step on the ``val`` half and a weight step on the ``train`` half."""
+        if self.current_epoch < self.warmup_epochs:
+            return self.weight_step(batch["train"], self.training_architecture(), batch_idx)
         arch_loss = self.architecture_step(batch["train"], batch["val"])
         loss = self.weight_step(batch["train"], self.training_architecture(), batch_idx,
                                 {"architecture": arch_loss})

@@ -9,7 +9,7 @@ code of both does, and draw the Gumbel noise from generators seeded from ``(seed
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -128,11 +128,23 @@ class GumbelSearch(OneShotSearch):
 
 class GdasSearch(GumbelSearch):
     """GDAS: one Gumbel-sampled candidate per choice point runs; its straight-through one-hot
-    weight carries the gradient to the alphas (temperature 10 to 0.1 in ``gdas.yaml``)."""
+    weight carries the gradient to the alphas (temperature 10 to 0.1 in ``gdas.yaml``).
+
+    The first ``warmup_epochs`` epochs (0 in the paper) train only the weights, on uniformly
+    sampled paths while the alphas are at their initial values, so that the architecture
+    gradient does not first meet untrained convolutions.
+    """
 
     algorithm_name = "gdas"
     hard = True
     ddp_find_unused_parameters = True
+
+    def __init__(self, supernet: nn.Module, *, warmup_epochs: int, **options: Any) -> None:
+        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+            raise ConfigError(f"algorithm.warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
+        super().__init__(supernet, **options)
+        self.warmup_epochs = warmup_epochs
+        self.hparams.update({"warmup_epochs": warmup_epochs})
 
 
 class SnasSearch(GumbelSearch):

@@ -101,9 +101,3 @@ class PcDartsSearch(OneShotSearch):
         super().on_train_epoch_start()
         if self.auxiliary_skip:
             update_auxiliary_skip(self)
-
-    def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> torch.Tensor:
-        """The weight step alone during the warm-up, then architecture and weight steps."""
-        if self.current_epoch >= self.warmup_epochs:
-            return super().training_step(batch, batch_idx)
-        return self.weight_step(batch["train"], self.training_architecture(), batch_idx)
