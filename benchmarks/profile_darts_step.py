@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     model = model.to(memory_format=torch.channels_last)
     arch = ArchitectureParameters(model.choice_points())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    batches = tuple((torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last),
+    batches = tuple((torch.randn(args.batch, 3, 32, 32).to(memory_format=torch.channels_last),
                      torch.randint(0, 10, (args.batch,))) for _ in range(2))
     step(model, arch, optimizer, batches)
     start = time.perf_counter()

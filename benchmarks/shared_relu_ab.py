@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
     model = model.to(memory_format=torch.channels_last)
     arch = ArchitectureParameters(model.choice_points())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    batches = tuple((torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last),
+    batches = tuple((torch.randn(args.batch, 3, 32, 32).to(memory_format=torch.channels_last),
                      torch.randint(0, 10, (args.batch,))) for _ in range(2))
     shared = {m: m._relu_first for m in model.modules() if isinstance(m, MixedOp)}
     seconds: dict[str, list[float]] = {"old": [], "new": []}
@@ -83,8 +83,9 @@ def main(argv: list[str]) -> None:
     old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
     print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
           f"threads {torch.get_num_threads()} | {args.rounds} rounds")
+    ratios = ", ".join(f"{n / o:.3f}" for o, n in zip(seconds["old"], seconds["new"]))
     print(f"  old {old:.2f} s/step  new {new:.2f} s/step  new/old {new / old:.3f}  "
-          f"(per-round ratios: {', '.join(f'{n / o:.3f}' for o, n in zip(seconds['old'], seconds['new']))})")
+          f"(per-round ratios: {ratios})")
 
 
 if __name__ == "__main__":
