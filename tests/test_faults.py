@@ -39,6 +39,21 @@ def test_other_os_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(checkpointing, "save_atomic", broken)
     with pytest.raises(OSError, match="Input/output error"):
         report_user_errors(train)(compose_search(f"run_dir={tmp_path / 'run'}", "trainer.max_epochs=1"))
+    assert not (tmp_path / "run").exists()  # no checkpoint was written: nothing is kept
+
+
+def test_a_crash_takes_back_the_run_dir_and_keeps_its_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(cfg: object, run_dir: Path, callbacks: list) -> None:
+        assert run_dir.is_dir()  # the run has made its run dir
+        (run_dir / "partial.txt").write_text("written before the crash")
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(train_module, "build_trainer", crash)
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        report_user_errors(train)(compose_search(f"run_dir={tmp_path / 'keep' / 'run'}"))
+    assert list((tmp_path / "keep").iterdir()) == []  # the directory made by the run is gone
 
 
 class PoisonWeights(pl.Callback):

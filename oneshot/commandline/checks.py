@@ -171,7 +171,8 @@ def check_output_dir(config_module: str, config_name: str, args: Sequence[str]) 
 
 def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Run a Hydra task so a user error prints one line, exits 2, and takes back what the run
-    wrote (``oneshot.storage.rundir``: only what it created, and nothing from a run dir with a checkpoint)."""
+    wrote (``oneshot.storage.rundir``: only what it created, and nothing from a run dir with a
+    checkpoint); any other exception takes it back too, then propagates with its traceback."""
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> Any:
@@ -186,9 +187,13 @@ def report_user_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfi
             exit_quietly_on_broken_pipe()
         except OSError as err:
             if err.errno not in WRITE_ERRNOS:
+                abandon_run_dirs(_run_dir_option(cfg))
                 raise
             message = (f"cannot write {err.filename or 'the run dir'}: {err.strerror}; free some space "
                        "or choose another run dir with hydra.run.dir=DIR")
+        except Exception:  # a crash (with its traceback) keeps only a checkpoint to resume from
+            abandon_run_dirs(_run_dir_option(cfg))
+            raise
         if not is_secondary_process():  # every DDP rank stops; the first one says why
             print(f"error: {message}", file=sys.stderr)
         abandon_run_dirs(_run_dir_option(cfg))
