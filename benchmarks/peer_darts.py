@@ -26,6 +26,7 @@ from torch import nn
 from common import StepTimer, device_and_peak, timing
 from oneshot.search.algorithms import create_algorithm
 from oneshot.training.datamodules import SearchDataModule
+from supernets.mixed import set_relu_sharing
 from supernets.spaces import create_supernet
 from tasks import load_task
 
@@ -35,6 +36,7 @@ class OriginalDarts:
 
     def __init__(self, supernet: nn.Module, *, unrolled: bool, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 3e-4) -> None:
+        set_relu_sharing(supernet, False)  # every candidate computes its own ReLU, as there
         self.model = supernet
         self.alphas = {label: (1e-3 * torch.randn(len(names))).requires_grad_()
                        for label, names in supernet.choice_points().items()}

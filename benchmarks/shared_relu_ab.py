@@ -24,13 +24,7 @@ from torch import nn
 from oneshot.search.architecture import ArchitectureParameters
 from profile_darts_step import step
 from supernets.darts.search import DartsSupernet
-from supernets.mixed import MixedOp
-
-
-def set_sharing(model: nn.Module, shared: dict[MixedOp, frozenset[int]], on: bool) -> None:
-    """Switch the shared ReLU of every edge on (its ReLU-first candidates) or off."""
-    for edge, relu_first in shared.items():
-        edge._relu_first = relu_first if on else frozenset()
+from supernets.mixed import set_relu_sharing
 
 
 def saved_bytes(model: nn.Module, arch: ArchitectureParameters, x: torch.Tensor,
@@ -65,10 +59,9 @@ def main(argv: list[str]) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     batches = tuple((torch.randn(args.batch, 3, 32, 32).to(memory_format=torch.channels_last),
                      torch.randint(0, 10, (args.batch,))) for _ in range(2))
-    shared = {m: m._relu_first for m in model.modules() if isinstance(m, MixedOp)}
     seconds: dict[str, list[float]] = {"old": [], "new": []}
     for variant in ("old", "new"):
-        set_sharing(model, shared, variant == "new")
+        set_relu_sharing(model, variant == "new")
         step(model, arch, optimizer, batches)  # warm-up
         gib = saved_bytes(model, arch, batches[0][0]) / 2**30
         print(f"{variant}: autograd keeps {gib:.3f} GiB per forward")
@@ -76,7 +69,7 @@ def main(argv: list[str]) -> None:
     print(f"new, weights not requiring grad (architecture step): {frozen_gib:.3f} GiB per forward")
     for r in range(args.rounds):
         for variant in (("old", "new") if r % 2 == 0 else ("new", "old")):
-            set_sharing(model, shared, variant == "new")
+            set_relu_sharing(model, variant == "new")
             start = time.perf_counter()
             step(model, arch, optimizer, batches)
             seconds[variant].append(time.perf_counter() - start)

@@ -53,7 +53,7 @@ class MixedOp(nn.Module):
 
     Candidates that start with a ReLU (DARTS' sep/dil convolutions, NAS-Bench-201's
     convolutions) share one ``relu(x)``, computed, stored and differentiated once: their leading
-    ReLU is a :class:`SharedReLU`.
+    ReLU is a :class:`SharedReLU` (:func:`set_relu_sharing` switches this off).
 
     A ``none`` candidate contributes exactly zero for any weight, so it is never computed. A
     row with nothing to compute gives the zeros of the ``none`` candidate; callers that can drop
@@ -66,6 +66,7 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(build(name) for name in self.candidates)
         self._nonzero = tuple(i for i, name in enumerate(self.candidates) if name != "none")
         self._none_index = self.candidates.index("none") if "none" in self.candidates else None
+        self.relu_sharing = True
         self._relu_shared = _SharedValue()
         self._relu_first = frozenset(i for i, op in enumerate(self.ops)
                                      if _share_leading_relu(op, self._relu_shared))
@@ -83,7 +84,7 @@ class MixedOp(nn.Module):
                                  "give zeros; activate one candidate or skip the edge")
             return self.ops[self._none_index](x) * weights[self._none_index]
         shared = self._relu_shared
-        if sum(i in self._relu_first for i in active) > 1:
+        if self.relu_sharing and sum(i in self._relu_first for i in active) > 1:
             shared.input, shared.output = x, torch.relu(x)
         try:
             out = weights[active[0]] * self._run(active[0], x, active[0] in frozen)
@@ -121,6 +122,14 @@ class SharedReLU(nn.ReLU):
         if x is self.shared.input and self.shared.output is not None:
             return self.shared.output
         return super().forward(x)
+
+
+def set_relu_sharing(module: nn.Module, enabled: bool) -> None:
+    """Switch the shared ReLU of every edge in ``module`` on or off (off: each candidate
+    computes its own, as the original DARTS code does; for comparisons)."""
+    for sub in module.modules():
+        if isinstance(sub, MixedOp):
+            sub.relu_sharing = enabled
 
 
 def _share_leading_relu(op: nn.Module, shared: _SharedValue) -> bool:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from supernets.choices import OpChoice
-from supernets.mixed import MixedOp, SharedReLU, SparseRow
+from supernets.mixed import MixedOp, SharedReLU, SparseRow, set_relu_sharing
 from supernets.ops import DARTS_PRIMITIVES, create_op
 
 RELU_FIRST = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
@@ -36,12 +36,17 @@ def test_only_the_relu_first_candidates_share() -> None:
     hooks = [conv.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
              for conv in first_convolutions]
     x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
-    edge(x, torch.full((len(DARTS_PRIMITIVES),), 0.125, dtype=torch.float64))
-    for hook in hooks:
-        hook.remove()
+    weights = torch.full((len(DARTS_PRIMITIVES),), 0.125, dtype=torch.float64)
+    out = edge(x, weights)
     assert len(seen) == 4 and all(t is seen[0] for t in seen)
     torch.testing.assert_close(seen[0], torch.relu(x))
     assert edge._relu_shared.input is None and edge._relu_shared.output is None
+    seen.clear()
+    set_relu_sharing(edge, False)  # each candidate computes its own, to the same result
+    torch.testing.assert_close(edge(x, weights), out)
+    assert len(seen) == 4 and len({id(t) for t in seen}) == 4
+    for hook in hooks:
+        hook.remove()
 
 
 def test_outputs_and_gradients_equal_the_candidates_run_alone() -> None:
