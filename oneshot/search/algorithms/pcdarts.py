@@ -12,15 +12,12 @@ from __future__ import annotations
 import inspect
 from typing import Any, Mapping
 
-import torch
 from torch import nn
 
 from oneshot.errors import ConfigError
-from oneshot.search.algorithms.base import (ArchOptimizerConfig, Batch, OneShotSearch,
-                                            WeightOptimizerConfig)
-from oneshot.search.auxiliary_skip import update_auxiliary_skip
+from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
+from oneshot.search.algorithms.darts import DartsSearch
 from oneshot.search.edge_normalization import EdgeNormalizedParameters, check_node_edges
-from supernets.auxiliary import add_auxiliary_skips
 from supernets.choices import OpChoice
 from supernets.partial import PartialChannels
 
@@ -45,7 +42,7 @@ def _built_partial_channels(supernet: nn.Module) -> set[int]:
     return {module.groups for module in supernet.modules() if isinstance(module, PartialChannels)}
 
 
-class PcDartsSearch(OneShotSearch):
+class PcDartsSearch(DartsSearch):
     """DARTS (first order) on a partial-channel supernet, each edge weighted within its node.
 
     ``partial_channels`` must be the K the supernet was built with (1: every channel mixed);
@@ -67,12 +64,13 @@ class PcDartsSearch(OneShotSearch):
                               f"edges mix 1/K of their channels for K in {sorted(built) or [1]}; "
                               f"build the space with partial_channels={partial_channels} "
                               "(oneshot.train does)")
-        super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
+        super().__init__(supernet, num_classes=num_classes, unrolled=False,
+                         auxiliary_skip=auxiliary_skip, weight_optimizer=weight_optimizer,
                          arch_optimizer=arch_optimizer, alpha_init_std=alpha_init_std,
                          options={"partial_channels": partial_channels,
                                   "edge_normalization": edge_normalization,
-                                  "warmup_epochs": warmup_epochs,
-                                  "auxiliary_skip": auxiliary_skip})
+                                  "warmup_epochs": warmup_epochs})
+        self.hparams.pop("unrolled")  # always first order: not an option of pcdarts
         if edge_normalization:
             op_labels = [label for label, modules in supernet.choices().items()
                          if isinstance(modules[0], OpChoice)]
@@ -80,24 +78,3 @@ class PcDartsSearch(OneShotSearch):
             self.arch = EdgeNormalizedParameters(supernet.choice_points(), node_edges,
                                                  init_std=alpha_init_std)
         self.warmup_epochs = warmup_epochs
-        self.auxiliary_skip = auxiliary_skip
-        if auxiliary_skip:
-            add_auxiliary_skips(supernet)
-
-    def training_architecture(self) -> Mapping[str, torch.Tensor]:
-        return self.arch_weights()
-
-    def eval_architecture(self) -> Mapping[str, torch.Tensor]:
-        return self.arch_weights()
-
-    def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
-        """One first-order step of the alphas (and betas) on the validation batch."""
-        x_a, y_a = batch_a
-        loss = self.criterion(self.supernet(x_a, self.arch.softmax()), y_a)
-        self.apply_arch_gradients(torch.autograd.grad(loss, self.arch.parameters_list()))
-        return loss.detach()
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        if self.auxiliary_skip:
-            update_auxiliary_skip(self)
