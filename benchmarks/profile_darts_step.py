@@ -41,14 +41,19 @@ def step(model: nn.Module, arch: ArchitectureParameters, optimizer: torch.optim.
         optimizer.step()
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+Setup = tuple[nn.Module, ArchitectureParameters, torch.optim.Optimizer,
+              tuple[tuple[torch.Tensor, torch.Tensor], ...]]
+
+
+def add_size_args(parser: argparse.ArgumentParser) -> None:
+    """The supernet and batch sizes (the small configuration by default)."""
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--layers", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=2, help="profiled steps after one warm-up")
-    parser.add_argument("--top", type=int, default=20)
-    args = parser.parse_args(argv)
+
+
+def darts_step_setup(args: argparse.Namespace) -> Setup:
+    """A seeded channels-last DARTS supernet, its alphas, DARTS' SGD and two random batches."""
     torch.manual_seed(0)
     model = DartsSupernet(channels=args.channels, layers=args.layers).train()
     model = model.to(memory_format=torch.channels_last)
@@ -56,6 +61,16 @@ def main(argv: list[str]) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     batches = tuple((torch.randn(args.batch, 3, 32, 32).to(memory_format=torch.channels_last),
                      torch.randint(0, 10, (args.batch,))) for _ in range(2))
+    return model, arch, optimizer, batches
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_size_args(parser)
+    parser.add_argument("--steps", type=int, default=2, help="profiled steps after one warm-up")
+    parser.add_argument("--top", type=int, default=20)
+    args = parser.parse_args(argv)
+    model, arch, optimizer, batches = darts_step_setup(args)
     step(model, arch, optimizer, batches)
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

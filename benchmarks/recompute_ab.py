@@ -17,26 +17,16 @@ import time
 
 import torch
 
-from oneshot.search.architecture import ArchitectureParameters
-from profile_darts_step import step
-from supernets.darts.search import DartsSupernet
+from profile_darts_step import add_size_args, darts_step_setup, step
 from supernets.recompute import RECOMPUTE_MODES
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--channels", type=int, default=8)
-    parser.add_argument("--layers", type=int, default=5)
+    add_size_args(parser)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    model = DartsSupernet(channels=args.channels, layers=args.layers).train()
-    model = model.to(memory_format=torch.channels_last)
-    arch = ArchitectureParameters(model.choice_points())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    batches = tuple((torch.randn(args.batch, 3, 32, 32).to(memory_format=torch.channels_last),
-                     torch.randint(0, 10, (args.batch,))) for _ in range(2))
+    model, arch, optimizer, batches = darts_step_setup(args)
     seconds: dict[str, list[float]] = {mode: [] for mode in RECOMPUTE_MODES}
     for r in range(args.rounds + 1):
         shift = r % len(RECOMPUTE_MODES)

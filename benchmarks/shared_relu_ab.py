@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from oneshot.search.architecture import ArchitectureParameters
-from profile_darts_step import step
-from supernets.darts.search import DartsSupernet
+from profile_darts_step import add_size_args, darts_step_setup, step
 from supernets.mixed import set_relu_sharing
 
 
@@ -47,18 +46,10 @@ def saved_bytes(model: nn.Module, arch: ArchitectureParameters, x: torch.Tensor,
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--channels", type=int, default=8)
-    parser.add_argument("--layers", type=int, default=5)
+    add_size_args(parser)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    model = DartsSupernet(channels=args.channels, layers=args.layers).train()
-    model = model.to(memory_format=torch.channels_last)
-    arch = ArchitectureParameters(model.choice_points())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    batches = tuple((torch.randn(args.batch, 3, 32, 32).to(memory_format=torch.channels_last),
-                     torch.randint(0, 10, (args.batch,))) for _ in range(2))
+    model, arch, optimizer, batches = darts_step_setup(args)
     seconds: dict[str, list[float]] = {"old": [], "new": []}
     for variant in ("old", "new"):
         set_relu_sharing(model, variant == "new")
