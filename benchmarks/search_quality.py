@@ -1,6 +1,7 @@
 """Search quality: algorithms x seeds under one preset, each search in its own process.
 
-Every search is ``python -m oneshot.train task=T experiment=P algorithm=A seed=S run_dir=...``,
+Every search is ``python -m oneshot.train task=T experiment=P algorithm=A seed=S hydra.run.dir=...``
+(Hydra's own dir: searches started in the same second do not share a timestamped default),
 one at a time by default (``--jobs N`` runs N at once), with ``OMP_NUM_THREADS`` and ``threads``
 set to ``--threads``. Collected per search: the found cell (``genotype.json``), the supernet's
 validation accuracy, the wall time and the peak resident memory of the search process (its
@@ -54,7 +55,7 @@ def search_command(args: argparse.Namespace, algorithm: str, seed: int, run_dir:
     """The ``oneshot.train`` command line of one search."""
     return [sys.executable, "-m", "oneshot.train", f"task={args.task}",
             f"experiment={args.experiment}", f"algorithm={algorithm}", f"seed={seed}",
-            f"run_dir={run_dir}", f"threads={args.threads}", "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run_dir}", f"threads={args.threads}", "trainer.enable_progress_bar=false",
             *args.overrides]
 
 
