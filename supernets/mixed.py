@@ -17,12 +17,15 @@ class SparseRow(NamedTuple):
     are computed; every other candidate's weight is exactly zero and takes no gradient.
     Active candidates also listed in ``frozen`` run without autograd: their output is a
     constant, so only their weight gets a gradient (ProxylessNAS's inactive path) and none of
-    their activations are kept for the backward pass.
+    their activations are kept for the backward pass. With ``constants`` the weights of the
+    inactive candidates (zero in value) are added to the output as constants, so that each still
+    takes a gradient, the sum of the output's gradient (GDAS's reference estimator).
     """
 
     weights: torch.Tensor
     active: tuple[int, ...]
     frozen: tuple[int, ...] = ()
+    constants: bool = False
 
 
 ArchRow = Union[torch.Tensor, SparseRow]
@@ -72,6 +75,14 @@ class MixedOp(nn.Module):
                                      if _share_leading_relu(op, self._relu_shared))
 
     def forward(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
+        out = self._mix(x, row)
+        if isinstance(row, SparseRow) and row.constants:
+            inactive = [i for i in range(len(self.ops)) if i not in row.active]
+            if inactive:
+                out = out + row.weights[inactive].sum()
+        return out
+
+    def _mix(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
         frozen: tuple[int, ...] = ()
         if isinstance(row, SparseRow):
             weights, frozen = row.weights, row.frozen

@@ -82,3 +82,23 @@ def test_candidates_are_registered_submodules() -> None:
     assert op.candidates == DARTS_PRIMITIVES
     assert isinstance(op.ops, nn.ModuleList) and len(op.ops) == len(DARTS_PRIMITIVES)
     assert sum(p.numel() for p in op.parameters()) > 0
+
+
+@pytest.mark.parametrize("chosen", ["sep_conv_3x3", "none"])
+def test_sparse_row_constants_give_the_inactive_weights_the_output_gradient_sum(chosen: str) -> None:
+    op = _mixed(1)
+    counts = _count_calls(op)
+    x = torch.randn(2, 4, 8, 8)
+    index = DARTS_PRIMITIVES.index(chosen)
+    soft = torch.softmax(torch.randn(len(DARTS_PRIMITIVES)), -1).requires_grad_()
+    hard = torch.zeros_like(soft)
+    hard[index] = 1.0
+    weights = hard - soft.detach() + soft  # GDAS's straight-through row
+    upstream = torch.randn(2, 4, 8, 8)  # the loss's gradient with respect to the edge output
+    out = op(x, SparseRow(weights, (index,), constants=True))
+    torch.testing.assert_close(out, op(x, SparseRow(weights, (index,))), rtol=0, atol=0)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), soft)
+    expected = torch.full((len(DARTS_PRIMITIVES),), upstream.sum().item())  # a constant's gradient
+    expected[index] = (op.ops[index](x) * upstream).sum()  # the chosen candidate's output
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5)
+    assert counts[index] == sum(counts) == 3  # still only the chosen candidate runs (3 forwards)

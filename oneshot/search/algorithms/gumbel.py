@@ -48,8 +48,13 @@ def gumbel_softmax(alphas: Mapping[str, torch.Tensor], tau: float,
 def straight_through(soft: Mapping[str, torch.Tensor]) -> dict[str, SparseRow]:
     """Per label the one-hot row of the soft row's argmax, running only that candidate.
 
-    Its weight is ``1 - soft.detach() + soft``: the value is one, the gradient is the soft
-    row's (one host synchronisation for all labels).
+    Its weights are ``hard - soft.detach() + soft``: the values are one-hot, the gradient is the
+    soft row's (one host synchronisation for all labels). As in GDAS's reference code, the
+    other candidates' weights (zero in value) join the edge's output as constants
+    (``SparseRow.constants``), so the alpha gradient compares the chosen candidate's effect with
+    that of a constant shift of the output instead of with nothing: without it, ``none`` (and
+    any candidate not drawn) takes no gradient, and the alphas of candidates whose outputs the
+    loss would rather shrink fall behind ``none`` and the pools.
     """
     labels = list(soft)
     indices = torch.stack([soft[label].argmax() for label in labels]).tolist()
@@ -58,7 +63,7 @@ def straight_through(soft: Mapping[str, torch.Tensor]) -> dict[str, SparseRow]:
         row = soft[label]
         hard = torch.zeros_like(row)
         hard[index] = 1.0
-        rows[label] = SparseRow(hard - row.detach() + row, (index,))
+        rows[label] = SparseRow(hard - row.detach() + row, (index,), constants=True)
     return rows
 
 
