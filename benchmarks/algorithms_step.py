@@ -21,11 +21,9 @@ import warnings
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, timing
+from common import StepTimer, add_protocol_args, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
-from oneshot.training.datamodules import SearchDataModule
 from supernets.spaces import create_supernet
-from tasks import load_task
 
 ALGORITHMS = ("gdas", "snas", "spos")
 SPACES = ("nb201", "darts")
@@ -38,10 +36,7 @@ def run(args: argparse.Namespace) -> None:
     layers = args.layers or DEFAULT_SIZE[args.space][1]
     steps = args.warmup + args.steps
     pl.seed_everything(0, verbose=False)
-    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
-                        image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0,
-                                  channels_last=args.channels_last)
+    datamodule = search_data(args.batch, steps, channels_last=args.channels_last)
     supernet = create_supernet(args.space, num_classes=10, channels=channels, layers=layers)
     if args.channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)

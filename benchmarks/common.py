@@ -11,6 +11,9 @@ from typing import Sequence
 import pytorch_lightning as pl
 import torch
 
+from oneshot.training.datamodules import SearchDataModule
+from tasks import load_task
+
 
 class StepTimer(pl.Callback):
     """Wall-clock seconds of every training step, synchronising queued device work first."""
@@ -32,6 +35,14 @@ class StepTimer(pl.Callback):
                            *args: object) -> None:
         self._sync(pl_module)
         self.seconds.append(time.perf_counter() - self._start)
+
+
+def search_data(batch: int, steps: int, *, channels_last: bool,
+                image_size: int = 32) -> SearchDataModule:
+    """Seeded synthetic 10-class images for ``steps`` search steps of ``batch`` images per half."""
+    dataset = load_task("synthetic", num_train=2 * batch * steps, num_test=batch,
+                        image_size=image_size, num_classes=10)
+    return SearchDataModule(dataset, batch_size=batch, seed=0, channels_last=channels_last)
 
 
 def device_and_peak(device: torch.device) -> tuple[str, float, str]:

@@ -27,11 +27,9 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, timing
+from common import StepTimer, add_protocol_args, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
-from oneshot.training.datamodules import SearchDataModule
 from supernets.spaces import create_supernet
-from tasks import load_task
 
 REFERENCE_CONFIGS = (("64", "16", "8"), ("32", "8", "5"))
 
@@ -62,10 +60,7 @@ def _summary(name: str, seconds: list[float]) -> str:
 def run(args: argparse.Namespace) -> None:
     steps = args.warmup + args.steps
     pl.seed_everything(0, verbose=False)
-    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
-                        image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0,
-                                  channels_last=args.channels_last)
+    datamodule = search_data(args.batch, steps, channels_last=args.channels_last)
     supernet = create_supernet("darts", num_classes=10, channels=args.channels,
                                layers=args.layers)
     if args.channels_last:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, device_and_peak
+from common import StepTimer, device_and_peak, search_data
 from oneshot.retraining.module import RetrainModule
 from oneshot.search.algorithms import algorithm_space_options, create_algorithm, list_algorithms
 from oneshot.storage.genotypes import load_genotype
@@ -150,10 +150,7 @@ def measure(args: argparse.Namespace, config: Config, sizes: Sizes) -> dict[str,
     torch._dynamo.reset()
     timer = SyncCountingTimer(args.warmup)
     if config.kind == "search":
-        dataset = load_task("synthetic", num_train=2 * sizes.batch * steps, num_test=sizes.batch,
-                            image_size=sizes.image_size, num_classes=10)
-        data = SearchDataModule(dataset, batch_size=sizes.batch, seed=0,
-                                channels_last=config.channels_last)
+        data = search_data(sizes.batch, steps, channels_last=config.channels_last, image_size=sizes.image_size)
         module = search_module(config, sizes)
         trainer = _trainer(args, config, timer, steps)
     else:

@@ -16,7 +16,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
 from torchvision.io import decode_image, encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 

@@ -22,11 +22,9 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, timing
+from common import StepTimer, add_protocol_args, device_and_peak, search_data, timing
 from oneshot.search.algorithms import algorithm_space_options, create_algorithm
-from oneshot.training.datamodules import SearchDataModule
 from supernets.spaces import create_supernet, get_space
-from tasks import load_task
 
 ALGORITHMS = ("darts", "pcdarts")
 
@@ -34,10 +32,7 @@ ALGORITHMS = ("darts", "pcdarts")
 def run(args: argparse.Namespace) -> None:
     steps = args.warmup + args.steps
     pl.seed_everything(0, verbose=False)
-    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
-                        image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0,
-                                  channels_last=args.channels_last)
+    datamodule = search_data(args.batch, steps, channels_last=args.channels_last)
     cfg = {"warmup_epochs": 0} if args.algorithm == "pcdarts" else {}
     extra = algorithm_space_options(args.algorithm, get_space(args.space).supernet, cfg)
     supernet = create_supernet(args.space, num_classes=10, channels=args.channels,

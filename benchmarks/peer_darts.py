@@ -23,12 +23,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from common import StepTimer, device_and_peak, timing
+from common import StepTimer, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
-from oneshot.training.datamodules import SearchDataModule
 from supernets.mixed import set_relu_sharing
 from supernets.spaces import create_supernet
-from tasks import load_task
 
 
 class OriginalDarts:
@@ -116,9 +114,7 @@ class AlternatingPeer(pl.Callback):
 def run(args: argparse.Namespace) -> None:
     steps = args.warmup + args.steps
     pl.seed_everything(0, verbose=False)
-    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
-                        image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0, channels_last=True)
+    datamodule = search_data(args.batch, steps, channels_last=True)
     sizes = {"channels": args.channels, "layers": args.layers}
     ours = create_supernet("darts", num_classes=10, **sizes).to(memory_format=torch.channels_last)
     module = create_algorithm("darts", ours, num_classes=10, cfg={"unrolled": args.order == "second"})

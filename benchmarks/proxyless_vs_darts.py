@@ -24,10 +24,8 @@ import pytorch_lightning as pl
 import torch
 
 from oneshot.search.algorithms import create_algorithm
-from oneshot.training.datamodules import SearchDataModule
-from common import StepTimer, add_protocol_args, device_and_peak
+from common import StepTimer, add_protocol_args, device_and_peak, search_data
 from supernets.spaces import create_supernet
-from tasks import load_task
 
 ALGORITHMS = ("darts", "proxyless")
 
@@ -36,10 +34,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     """Run ``args.only`` for warm-up + timed steps; returns the numbers of this process."""
     steps = args.warmup + args.steps
     pl.seed_everything(0, verbose=False)
-    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
-                        image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0,
-                                  channels_last=args.channels_last)
+    datamodule = search_data(args.batch, steps, channels_last=args.channels_last)
     options = {"channels": args.channels, "layers": args.layers} if args.space == "darts" else {}
     supernet = create_supernet(args.space, num_classes=10, **options)
     if args.channels_last:

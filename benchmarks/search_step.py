@@ -20,12 +20,10 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, timing
+from common import StepTimer, add_protocol_args, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
-from oneshot.training.datamodules import SearchDataModule
 from supernets.recompute import RECOMPUTE_MODES
 from supernets.spaces import create_supernet
-from tasks import load_task
 
 REFERENCE_CONFIGS = (
     ("64", "16", "8", "first"), ("64", "16", "8", "second"),
@@ -36,9 +34,7 @@ REFERENCE_CONFIGS = (
 def run(args: argparse.Namespace) -> None:
     steps = args.warmup + args.steps
     pl.seed_everything(0, verbose=False)
-    dataset = load_task("synthetic", num_train=2 * args.batch * steps, num_test=args.batch,
-                        image_size=32, num_classes=10)
-    datamodule = SearchDataModule(dataset, batch_size=args.batch, seed=0, channels_last=args.channels_last)
+    datamodule = search_data(args.batch, steps, channels_last=args.channels_last)
     supernet = create_supernet("darts", num_classes=10, channels=args.channels, layers=args.layers,
                                recompute=args.recompute)
     if args.channels_last:
