@@ -21,7 +21,7 @@ import warnings
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, search_data, timing
+from common import StepTimer, step_trainer, add_protocol_args, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
 from supernets.spaces import create_supernet
 
@@ -42,11 +42,7 @@ def run(args: argparse.Namespace) -> None:
         supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm(args.algorithm, supernet, num_classes=10, cfg={})
     timer = StepTimer()
-    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
-                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer],
-                         use_distributed_sampler=False)
+    trainer = step_trainer(args.device, args.precision, steps, timer)
     with warnings.catch_warnings():  # only training is timed: SPOS's search does not run
         warnings.filterwarnings("ignore", message="SPOS searches in the last epoch")
         trainer.fit(module, datamodule=datamodule)

@@ -45,6 +45,16 @@ def search_data(batch: int, steps: int, *, channels_last: bool,
     return SearchDataModule(dataset, batch_size=batch, seed=0, channels_last=channels_last)
 
 
+def step_trainer(accelerator: str, precision: str, steps: int, timer: pl.Callback,
+                 **extra: object) -> pl.Trainer:
+    """A one-epoch Trainer of ``steps`` training steps, no validation, logging or checkpoints."""
+    return pl.Trainer(accelerator=accelerator, devices=1, precision=precision, max_epochs=1,
+                      limit_train_batches=steps, limit_val_batches=0, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[timer],
+                      use_distributed_sampler=False, **extra)
+
+
 def device_and_peak(device: torch.device) -> tuple[str, float, str]:
     """The device name, the peak memory in GiB, and what was measured (``allocated`` or ``RSS``)."""
     if device.type == "cuda":

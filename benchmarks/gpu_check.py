@@ -27,7 +27,7 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, device_and_peak, search_data
+from common import StepTimer, device_and_peak, search_data, step_trainer
 from oneshot.retraining.module import RetrainModule
 from oneshot.search.algorithms import algorithm_space_options, create_algorithm, list_algorithms
 from oneshot.storage.genotypes import load_genotype
@@ -117,15 +117,6 @@ class SyncCountingTimer(StepTimer):
         super().on_train_batch_end(trainer, pl_module, *args)
 
 
-def _trainer(args: argparse.Namespace, config: Config, timer: pl.Callback, steps: int,
-             **extra: Any) -> pl.Trainer:
-    return pl.Trainer(accelerator=args.device, devices=1, precision=config.precision, max_epochs=1,
-                      limit_train_batches=steps, limit_val_batches=0, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[timer], use_distributed_sampler=False,
-                      **extra)
-
-
 def search_module(config: Config, sizes: Sizes) -> pl.LightningModule:
     """The search LightningModule of ``config`` (GDAS on the DARTS space too, for comparison)."""
     cfg = {"unrolled": config.order == "second"} if config.algorithm == "darts" else {}
@@ -152,7 +143,7 @@ def measure(args: argparse.Namespace, config: Config, sizes: Sizes) -> dict[str,
     if config.kind == "search":
         data = search_data(sizes.batch, steps, channels_last=config.channels_last, image_size=sizes.image_size)
         module = search_module(config, sizes)
-        trainer = _trainer(args, config, timer, steps)
+        trainer = step_trainer(args.device, config.precision, steps, timer)
     else:
         dataset = load_task("synthetic", num_train=sizes.retrain_batch * steps,
                             num_test=sizes.retrain_batch, image_size=sizes.image_size, num_classes=10)
@@ -162,7 +153,8 @@ def measure(args: argparse.Namespace, config: Config, sizes: Sizes) -> dict[str,
         module = RetrainModule(network, num_classes=10, channels_last=config.channels_last,
                                compile=config.compile)
         data = RetrainDataModule(dataset, batch_size=sizes.retrain_batch, cutout=16)
-        trainer = _trainer(args, config, timer, steps, gradient_clip_val=5.0)
+        trainer = step_trainer(args.device, config.precision, steps, timer,
+                               gradient_clip_val=5.0)
     trainer.fit(module, datamodule=data)
     timed = timer.seconds[args.warmup:]
     median = statistics.median(timed)

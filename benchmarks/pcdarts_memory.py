@@ -22,7 +22,7 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, search_data, timing
+from common import StepTimer, step_trainer, add_protocol_args, device_and_peak, search_data, timing
 from oneshot.search.algorithms import algorithm_space_options, create_algorithm
 from supernets.spaces import create_supernet, get_space
 
@@ -41,11 +41,7 @@ def run(args: argparse.Namespace) -> None:
         supernet = supernet.to(memory_format=torch.channels_last)
     module = create_algorithm(args.algorithm, supernet, num_classes=10, cfg=cfg)
     timer = StepTimer()
-    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
-                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer],
-                         use_distributed_sampler=False)
+    trainer = step_trainer(args.device, args.precision, steps, timer)
     before_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     trainer.fit(module, datamodule=datamodule)
     name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)

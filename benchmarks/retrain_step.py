@@ -19,7 +19,7 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, timing
+from common import StepTimer, step_trainer, add_protocol_args, device_and_peak, timing
 from oneshot.training.datamodules import RetrainDataModule
 from oneshot.storage.genotypes import load_genotype
 from oneshot.retraining.module import RetrainModule
@@ -38,11 +38,8 @@ def run(args: argparse.Namespace) -> None:
     module = RetrainModule(network, num_classes=10, channels_last=args.channels_last,
                            compile=args.compile)
     timer = StepTimer()
-    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
-                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0,
-                         gradient_clip_val=5.0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[timer], use_distributed_sampler=False)
+    trainer = step_trainer(args.device, args.precision, steps, timer,
+                           gradient_clip_val=5.0)
     trainer.fit(module, datamodule=RetrainDataModule(dataset, batch_size=args.batch, cutout=16))
     timed = timer.seconds[args.warmup:]
     name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)

@@ -20,7 +20,7 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from common import StepTimer, add_protocol_args, device_and_peak, search_data, timing
+from common import StepTimer, step_trainer, add_protocol_args, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
 from supernets.recompute import RECOMPUTE_MODES
 from supernets.spaces import create_supernet
@@ -42,10 +42,7 @@ def run(args: argparse.Namespace) -> None:
     module = create_algorithm("darts", supernet, num_classes=10,
                               cfg={"unrolled": args.order == "second"})
     timer = StepTimer()
-    trainer = pl.Trainer(accelerator=args.device, devices=1, precision=args.precision,
-                         max_epochs=1, limit_train_batches=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-                         use_distributed_sampler=False)
+    trainer = step_trainer(args.device, args.precision, steps, timer)
     trainer.fit(module, datamodule=datamodule)
     timed = timer.seconds[args.warmup:]
     name, peak_gib, measured = device_and_peak(trainer.strategy.root_device)

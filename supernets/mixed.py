@@ -76,10 +76,8 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
         out = self._mix(x, row)
-        if isinstance(row, SparseRow) and row.constants:
-            inactive = [i for i in range(len(self.ops)) if i not in row.active]
-            if inactive:
-                out = out + row.weights[inactive].sum()
+        if isinstance(row, SparseRow) and row.constants:  # integer indexing: no index tensor
+            out = out + (row.weights.sum() - sum(row.weights[i] for i in row.active))
         return out
 
     def _mix(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
