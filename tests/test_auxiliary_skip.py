@@ -104,15 +104,17 @@ def test_beta_decays_linearly_from_one_to_zero() -> None:
                                                                        0.0, 0.0]
 
 
-def test_off_by_default_and_on_adds_only_the_skips() -> None:
+@pytest.mark.parametrize("algorithm, options", [("darts", {}), ("sdarts", {}),
+                                                ("pcdarts", {"partial_channels": 1})])
+def test_off_by_default_and_on_adds_only_the_skips(algorithm: str, options: dict) -> None:
     torch.manual_seed(0)
     plain = DartsSupernet(channels=4, layers=3)
     keys = set(plain.state_dict())
-    off = create_algorithm("darts", copy.deepcopy(plain), num_classes=10, cfg={})
+    off = create_algorithm(algorithm, copy.deepcopy(plain), num_classes=10, cfg=options)
     assert not off.auxiliary_skip and auxiliary_skips(off.supernet) == []
     assert set(off.supernet.state_dict()) == keys
-    on = create_algorithm("darts", copy.deepcopy(plain), num_classes=10,
-                          cfg={"auxiliary_skip": True})
+    on = create_algorithm(algorithm, copy.deepcopy(plain), num_classes=10,
+                          cfg={**options, "auxiliary_skip": True})
     added = set(on.supernet.state_dict()) - keys
     assert keys <= set(on.supernet.state_dict()) and added
     assert all(".auxiliary_skip.op." in key for key in added)  # FactorizedReduce weights only

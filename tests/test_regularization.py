@@ -74,12 +74,34 @@ def test_every_softmax_algorithm_has_the_option_off_by_default() -> None:
         assert defaults["regularization"] == "none" and defaults["beta_weight"] == 25.0
 
 
-def test_an_algorithm_without_softmax_alphas_refuses_it() -> None:
+@pytest.mark.parametrize("algorithm", ["enas", "spos", "drnas"])
+def test_an_algorithm_without_softmax_alphas_refuses_it(algorithm: str) -> None:
     supernet = get_space("darts").supernet(num_classes=2, channels=4, layers=3)
     with pytest.raises(ConfigError, match="^algorithm.regularization applies to architecture weights "
-                                          "that are softmax\\(alpha\\); algorithm 'enas' has none"):
-        create_algorithm("enas", supernet, num_classes=2,
+                                          f"that are softmax\\(alpha\\); algorithm '{algorithm}' has none"):
+        create_algorithm(algorithm, supernet, num_classes=2,
                          cfg={"regularization": "beta", "beta_weight": 1.0})
+
+
+@pytest.mark.parametrize("algorithm", ["darts", "sdarts", "gdas", "snas", "proxyless"])
+def test_every_softmax_algorithm_adds_the_ramped_term_to_its_alphas(algorithm: str) -> None:
+    supernet = get_space("darts").supernet(num_classes=2, channels=4, layers=3)
+    module = create_algorithm(algorithm, supernet, num_classes=2,
+                              cfg={"regularization": "beta", "beta_weight": 6.0})
+    params = module.arch.parameters_list()
+    with torch.no_grad():
+        for i, param in enumerate(params):
+            param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(i)))
+    before = [param.detach().clone() for param in params]
+    optimizer = torch.optim.SGD(params, lr=1.0)
+    step = SimpleNamespace(
+        arch=module.arch, arch_regularization=module.arch_regularization, current_epoch=1,
+        trainer=SimpleNamespace(max_epochs=3, strategy=SimpleNamespace(reduce=lambda t, reduce_op: t)),
+        optimizers=lambda: [None, optimizer], log=lambda *_, **__: None)
+    OneShotSearch.apply_arch_gradients(step, [torch.zeros_like(param) for param in params])
+    weight = 6.0 * 1 / 3  # epoch 1 of 3
+    for old, new in zip(before, params):
+        torch.testing.assert_close(old - new.detach(), weight * torch.softmax(old, -1) / len(params))
 
 
 def test_the_architecture_step_adds_the_term_to_the_alphas_not_the_edge_betas() -> None:

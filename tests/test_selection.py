@@ -214,11 +214,12 @@ def test_darts_search_selects_ops_and_two_inputs_per_node(tmp_path: Path) -> Non
     assert all(op != "none" for op, _ in genotype.normal + genotype.reduce)
 
 
-def test_selection_by_perturbation_is_refused_without_alphas() -> None:
+@pytest.mark.parametrize("space, algorithm", [("nb201", "spos"), ("darts", "enas")])
+def test_selection_by_perturbation_is_refused_without_alphas(space: str, algorithm: str) -> None:
     with pytest.raises(ConfigError) as err:
-        train(compose_search("space=nb201", "algorithm=spos", "selection=perturbation"))
+        train(compose_search(f"space={space}", f"algorithm={algorithm}", "selection=perturbation"))
     message = str(err.value)
-    assert "\n" not in message and "algorithm 'spos'" in message and "selection=argmax" in message
+    assert "\n" not in message and f"algorithm '{algorithm}'" in message and "selection=argmax" in message
 
 
 def test_fine_tuning_rows_apply_the_decisions_with_zero_alpha_gradients() -> None:
