@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from supernets.errors import SpaceError
+from supernets.maxpool import MaxPool
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
@@ -106,7 +107,7 @@ def _skip(c: int, stride: int, affine: bool) -> nn.Module:
 
 OPS: dict[str, OpFactory] = {
     "none": lambda c, stride, affine: Zero(stride),
-    "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "max_pool_3x3": lambda c, stride, affine: MaxPool(3, stride, 1),
     "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(
         3, stride=stride, padding=1, count_include_pad=False),
     "skip_connect": _skip,

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.search.architecture import weights_as_constants
 from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
 from oneshot.search.auxiliary_skip import update_auxiliary_skip
 from supernets.auxiliary import add_auxiliary_skips
@@ -53,8 +54,9 @@ class DartsSearch(OneShotSearch):
             with torch.no_grad():
                 arch_loss = self.criterion(self.supernet(x_a, self.arch_weights()), y_a)
         else:
-            loss = self.criterion(self.supernet(x_a, self.arch.softmax()), y_a)
-            grads = torch.autograd.grad(loss, alphas)
+            with weights_as_constants(self.supernet):
+                loss = self.criterion(self.supernet(x_a, self.arch.softmax()), y_a)
+                grads = torch.autograd.grad(loss, alphas)
             arch_loss = loss.detach()
         self.apply_arch_gradients(grads)
         return arch_loss

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from oneshot.errors import ConfigError
 from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.search.architecture import weights_as_constants
 from supernets.choices import OpChoice
 from supernets.mixed import ArchRow, SparseRow
 from supernets.spaces import get_space
@@ -196,9 +197,10 @@ class DrnasSearch(OneShotSearch):
     # -- the steps ---------------------------------------------------------------------------
     def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
         x_a, y_a = batch_a
-        loss = self.criterion(self.supernet(x_a, self.sample(ARCH_STREAM)), y_a)
         kl = dirichlet_kl(list(self.concentrations().values()), self.prior)
-        grads = torch.autograd.grad(loss + self.kl_weight * kl, self.arch.parameters_list())
+        with weights_as_constants(self.supernet):
+            loss = self.criterion(self.supernet(x_a, self.sample(ARCH_STREAM)), y_a)
+            grads = torch.autograd.grad(loss + self.kl_weight * kl, self.arch.parameters_list())
         self.apply_arch_gradients(grads)
         self.log("train/kl", kl.detach(), on_step=False, on_epoch=True)
         return loss.detach()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.search.architecture import weights_as_constants
 from oneshot.search.algorithms.sampling import one_hot_rows, step_generator
 from oneshot.errors import ConfigError
 from supernets.mixed import ArchRow, SparseRow
@@ -119,8 +120,10 @@ class GumbelSearch(OneShotSearch):
 
     def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
         x_a, y_a = batch_a
-        loss = self.criterion(self.supernet(x_a, self.sample(ARCH_STREAM)), y_a)
-        self.apply_arch_gradients(torch.autograd.grad(loss, self.arch.parameters_list()))
+        with weights_as_constants(self.supernet):
+            loss = self.criterion(self.supernet(x_a, self.sample(ARCH_STREAM)), y_a)
+            grads = torch.autograd.grad(loss, self.arch.parameters_list())
+        self.apply_arch_gradients(grads)
         return loss.detach()
 
     def on_train_epoch_start(self) -> None:

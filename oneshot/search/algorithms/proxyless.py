@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
+from oneshot.search.architecture import weights_as_constants
 from oneshot.search.algorithms.binary_gates import (
     binary_gate_alpha_grad, rescale_pairs, sample_pairs, sample_paths)
 from oneshot.search.algorithms.sampling import step_generator
@@ -166,9 +167,10 @@ class ProxylessSearch(OneShotSearch):
         flat_alpha = self._flat_alpha()
         local = sample_pairs(flat_alpha, self.sizes, step_generator(self.seed, self.global_step, 0))
         gates = self._one_hot(local[:, 0]).requires_grad_()
-        loss = self.penalized(self.criterion(self.supernet(x, self._rows(gates, local, frozen=True)), y),
-                              expected_cost(self.arch.softmax(), costs))
-        gate_grad, *direct = torch.autograd.grad(loss, [gates, *alphas], allow_unused=True)
+        with weights_as_constants(self.supernet):
+            loss = self.penalized(self.criterion(self.supernet(x, self._rows(gates, local, frozen=True)), y),
+                                  expected_cost(self.arch.softmax(), costs))
+            gate_grad, *direct = torch.autograd.grad(loss, [gates, *alphas], allow_unused=True)
         pairs = (local + self.offsets.unsqueeze(1)).to(flat_alpha.device)
         grads = binary_gate_alpha_grad(flat_alpha, gate_grad, pairs).split(self.sizes)
         self.apply_arch_gradients([g if d is None else g + d for g, d in zip(grads, direct)])
