@@ -25,8 +25,18 @@ from torch import nn
 
 from common import StepTimer, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
+from supernets.maxpool import MaxPool
 from supernets.mixed import set_relu_sharing
 from supernets.spaces import create_supernet
+
+
+def _torch_max_pools(module: nn.Module) -> None:
+    """Replace our index-free :class:`MaxPool` modules by ``nn.MaxPool2d`` (same results)."""
+    for name, child in module.named_children():
+        if isinstance(child, MaxPool):
+            setattr(module, name, nn.MaxPool2d(child.kernel_size, child.stride, child.padding))
+        else:
+            _torch_max_pools(child)
 
 
 class OriginalDarts:
@@ -35,6 +45,7 @@ class OriginalDarts:
     def __init__(self, supernet: nn.Module, *, unrolled: bool, lr: float = 0.025,
                  momentum: float = 0.9, weight_decay: float = 3e-4) -> None:
         set_relu_sharing(supernet, False)  # every candidate computes its own ReLU, as there
+        _torch_max_pools(supernet)  # and max pooling stores its indices
         self.model = supernet
         self.alphas = {label: (1e-3 * torch.randn(len(names))).requires_grad_()
                        for label, names in supernet.choice_points().items()}

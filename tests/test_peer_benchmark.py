@@ -36,3 +36,5 @@ def test_original_second_order_gradient_is_ours() -> None:
     for mine, theirs in zip(ours, alphas):
         torch.testing.assert_close(theirs.grad, mine, rtol=1e-5, atol=1e-8)
     assert any(a.grad.abs().sum() > 0 for a in alphas)
+    pools = [type(m) for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert pools and set(pools) == {torch.nn.MaxPool2d}  # the original's pools keep their indices
