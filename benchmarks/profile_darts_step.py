@@ -1,8 +1,8 @@
 """Where a first-order DARTS step spends its time: torch.profiler per phase and per operator.
 
 The step's maths as the ``darts`` algorithm runs it, without the Lightning loop: the
-architecture step (forward on a validation batch, ``torch.autograd.grad`` of the loss w.r.t. the
-alphas) and the weight step (forward on a training batch, ``backward``, SGD). Prints the wall
+architecture step (forward on a validation batch with the weights as constants,
+``torch.autograd.grad`` of the loss w.r.t. the alphas) and the weight step (forward on a training batch, ``backward``, SGD). Prints the wall
 seconds of each phase and the operators with the most self CPU time.
 
     python benchmarks/profile_darts_step.py                              # batch 32, 8 ch, 5 cells
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from oneshot.search.architecture import ArchitectureParameters
+from oneshot.search.architecture import ArchitectureParameters, weights_as_constants
 from supernets.darts.search import DartsSupernet
 
 
@@ -27,7 +27,7 @@ def step(model: nn.Module, arch: ArchitectureParameters, optimizer: torch.optim.
          batches: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> None:
     """One first-order DARTS step: the alpha gradient, then a weight update."""
     (x_w, y_w), (x_a, y_a) = batches
-    with record_function("architecture step"):
+    with record_function("architecture step"), weights_as_constants(model):
         loss = nn.functional.cross_entropy(model(x_a, arch.softmax()), y_a)
         grads = torch.autograd.grad(loss, arch.parameters_list())
         for alpha, grad in zip(arch.parameters_list(), grads):
