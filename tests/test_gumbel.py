@@ -40,6 +40,39 @@ def test_hard_sample_is_one_hot_with_the_straight_through_gradient() -> None:
     torch.testing.assert_close(grad, expected)
 
 
+def test_dense_estimator_gives_every_weight_its_own_outputs_gradient() -> None:
+    """estimator=dense: the value of the one-path forward, the gradient of the full
+    straight-through Gumbel-softmax mix sum_i h_i * op_i(x) with every candidate computed."""
+    torch.manual_seed(0)
+    net = Nb201Supernet(channels=3, layers=1, num_classes=4).train()
+    gdas = create_algorithm("gdas", net, num_classes=4, cfg={"estimator": "dense"})
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    rows = gdas.sample(0)
+    chosen = {label: next(i for i in row.active if i not in row.frozen) for label, row in rows.items()}
+    assert all(row.active == tuple(range(5)) and len(row.frozen) == 4 for row in rows.values())
+    with torch.no_grad():
+        one_path = net(x, {label: SparseRow(row.weights.detach(), (chosen[label],))
+                           for label, row in rows.items()})
+        dense = net(x, rows)
+    torch.testing.assert_close(dense, one_path)
+    # the same weights as dense tensor rows: every candidate computed with autograd
+    alphas = gdas.arch.parameters_list()
+    loss = torch.nn.functional.cross_entropy(net(x, rows), y)
+    ours = torch.autograd.grad(loss, alphas)
+    rows = gdas.sample(0)  # the same draw: seeded by (seed, step, stream)
+    mixed = torch.nn.functional.cross_entropy(net(x, {k: r.weights for k, r in rows.items()}), y)
+    full = torch.autograd.grad(mixed, alphas)
+    for a, b in zip(ours, full):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+    reference = create_algorithm("gdas", net, num_classes=4, cfg={})
+    reference.arch.load_state_dict(gdas.arch.state_dict())
+    ref_rows = reference.sample(0)
+    assert {k: r.active for k, r in ref_rows.items()} == {k: (i,) for k, i in chosen.items()}
+    ref = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x, ref_rows), y),
+                              reference.arch.parameters_list())
+    assert not all(torch.allclose(a, b) for a, b in zip(ref, ours))  # a different estimator
+
+
 def test_gumbel_argmax_follows_softmax_alpha() -> None:
     alpha = torch.log(torch.tensor([0.1, 0.2, 0.7]))
     generator = torch.Generator().manual_seed(0)
@@ -76,6 +109,7 @@ def test_temperature_schedules() -> None:
      "unknown tau_schedule 'cosine'; choose one of: linear, exponential"),
     ({"temperature": 1.0}, "bad option for algorithm 'gdas'"),
     ({"warmup_epochs": -1}, "algorithm.warmup_epochs must be an integer >= 0, got -1"),
+    ({"estimator": "exact"}, "unknown algorithm.estimator 'exact'; choose one of: reference, dense"),
 ])
 def test_bad_options_are_config_errors(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -163,11 +197,12 @@ TWO_EPOCHS = ("trainer.max_epochs=2", "trainer.limit_train_batches=2")
 NB201_TINY = ("space=nb201", "space.layers=1", *TWO_EPOCHS)
 
 
-@pytest.mark.parametrize("algorithm, space", [(a, s) for a in ("gdas", "snas")
-                                              for s in supported_spaces(a)])
-def test_end_to_end_search(tmp_path, algorithm: str, space: str) -> None:
+@pytest.mark.parametrize("algorithm, space, options", [
+    *[(a, s, ()) for a in ("gdas", "snas") for s in supported_spaces(a)],
+    *[("gdas", s, ("algorithm.estimator=dense",)) for s in supported_spaces("gdas")]])
+def test_end_to_end_search(tmp_path, algorithm: str, space: str, options: tuple[str, ...]) -> None:
     extra = NB201_TINY if space == "nb201" else TWO_EPOCHS
-    result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *extra))
+    result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *extra, *options))
     document = load_genotype_file(tmp_path / "genotype.json")
     assert document.space == space and document.meta["algorithm"] == algorithm
     assert get_space(space).genotype_from_dict(document.genotype) == result["genotype"]
@@ -184,6 +219,8 @@ def test_end_to_end_search(tmp_path, algorithm: str, space: str) -> None:
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
                             weights_only=True)
     assert checkpoint["hyper_parameters"]["algorithm"] == algorithm
+    if options:
+        assert checkpoint["hyper_parameters"]["estimator"] == "dense"
     assert checkpoint["global_step"] == 8  # 2 epochs x 2 batches x (arch step + weight step)
 
 

@@ -23,7 +23,7 @@ from conftest import TINY_SEARCH, compose_search
 from oneshot.commandline import schema
 from oneshot.search.algorithms.base import ArchOptimizerConfig, WeightOptimizerConfig
 from oneshot.search.algorithms.enas import ControllerConfig
-from oneshot.search.algorithms.gumbel import TAU_SCHEDULES
+from oneshot.search.algorithms.gumbel import ESTIMATORS, TAU_SCHEDULES
 from oneshot.search.algorithms.proxyless import FORMS, LatencyConfig
 from oneshot.search.algorithms.spos import STRATEGIES, SearchConfig
 from oneshot.commandline.checks import config_groups, run_cli, validate_overrides
@@ -214,6 +214,7 @@ def test_schema_agrees_with_the_classes_the_options_build() -> None:
     assert _under(schema.ALGORITHMS["proxyless"], "latency") == _fields(LatencyConfig)
     assert _under(schema.RETRAIN.options, "optimizer") == _fields(RetrainOptimizerConfig)
     assert schema.GUMBEL["tau_schedule"].choices == tuple(TAU_SCHEDULES)
+    assert schema.ALGORITHMS["gdas"]["estimator"].choices == tuple(ESTIMATORS)
     assert schema.ALGORITHMS["proxyless"]["latency.form"].choices == tuple(FORMS)
     assert schema.ALGORITHMS["spos"]["search.strategy"].choices == tuple(STRATEGIES)
     assert set(schema.ACCELERATORS) == {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}

@@ -218,7 +218,7 @@ ALGORITHMS: dict[str, Table] = {
     "sdarts": {"seed": SEED, "perturbation": text("random", "adversarial"),
                "epsilon_start": number(0), "epsilon": number(0), "attack_steps": integer(1),
                "unrolled": boolean(), "auxiliary_skip": boolean(), **ALPHAS, **REGULARIZATION},
-    "gdas": {**GUMBEL, "warmup_epochs": integer(0)},
+    "gdas": {**GUMBEL, "warmup_epochs": integer(0), "estimator": text("reference", "dense")},
     "snas": GUMBEL,
     "pcdarts": {"partial_channels": integer(1), "edge_normalization": boolean(),
                 "warmup_epochs": integer(0), "auxiliary_skip": boolean(), **ALPHAS,

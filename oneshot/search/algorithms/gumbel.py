@@ -21,6 +21,7 @@ from oneshot.errors import ConfigError
 from supernets.mixed import ArchRow, SparseRow
 
 TAU_SCHEDULES = ("linear", "exponential")
+ESTIMATORS = ("reference", "dense")
 ARCH_STREAM, WEIGHT_STREAM = 0, 1
 
 
@@ -46,16 +47,18 @@ def gumbel_softmax(alphas: Mapping[str, torch.Tensor], tau: float,
     return rows
 
 
-def straight_through(soft: Mapping[str, torch.Tensor]) -> dict[str, SparseRow]:
-    """Per label the one-hot row of the soft row's argmax, running only that candidate.
+def straight_through(soft: Mapping[str, torch.Tensor], *, dense: bool = False) -> dict[str, SparseRow]:
+    """Per label the one-hot row of the soft row's argmax: only that candidate's output counts.
 
     Its weights are ``hard - soft.detach() + soft``: the values are one-hot, the gradient is the
-    soft row's (one host synchronisation for all labels). As in GDAS's reference code, the
-    other candidates' weights (zero in value) join the edge's output as constants
-    (``SparseRow.constants``), so the alpha gradient compares the chosen candidate's effect with
-    that of a constant shift of the output instead of with nothing: without it, ``none`` (and
-    any candidate not drawn) takes no gradient, and the alphas of candidates whose outputs the
-    loss would rather shrink fall behind ``none`` and the pools.
+    soft row's (one host synchronisation for all labels). The gradient of a candidate's weight
+    is its output against the gradient of the edge's output, which the other candidates have not
+    computed. As in GDAS's reference code, their weights (zero in value) join the edge's output
+    as constants (``SparseRow.constants``): each takes the sum of the output's gradient, so the
+    chosen candidate is compared with a constant shift of the output. With ``dense`` the other
+    candidates run too, without autograd (``SparseRow.frozen``): every weight takes its own
+    output's gradient, the straight-through Gumbel-softmax gradient in full, at the cost of
+    computing every candidate in the architecture step.
     """
     labels = list(soft)
     indices = torch.stack([soft[label].argmax() for label in labels]).tolist()
@@ -64,8 +67,18 @@ def straight_through(soft: Mapping[str, torch.Tensor]) -> dict[str, SparseRow]:
         row = soft[label]
         hard = torch.zeros_like(row)
         hard[index] = 1.0
-        rows[label] = SparseRow(hard - row.detach() + row, (index,), constants=True)
+        weights = hard - row.detach() + row
+        if dense:
+            others = tuple(i for i in range(len(row)) if i != index)
+            rows[label] = SparseRow(weights, tuple(range(len(row))), frozen=others)
+        else:
+            rows[label] = SparseRow(weights, (index,), constants=True)
     return rows
+
+
+def chosen_index(row: SparseRow) -> int:
+    """The candidate of a :func:`straight_through` row whose output counts."""
+    return next(i for i in row.active if i not in row.frozen)
 
 
 class GumbelSearch(OneShotSearch):
@@ -78,6 +91,7 @@ class GumbelSearch(OneShotSearch):
     """
 
     hard = False
+    dense_estimator = False  # GDAS's algorithm.estimator=dense (see straight_through)
 
     def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int, tau_max: float,
                  tau_min: float, tau_schedule: str, weight_optimizer: WeightOptimizerConfig,
@@ -102,13 +116,13 @@ class GumbelSearch(OneShotSearch):
         """A relaxed sample of the architecture for this step (differentiable in the alphas)."""
         alphas = {label: self.arch.alphas[label] for label in self.arch.candidates}
         soft = gumbel_softmax(alphas, self.tau, step_generator(self.seed, self.global_step, stream))
-        return straight_through(soft) if self.hard else soft
+        return straight_through(soft, dense=self.dense_estimator) if self.hard else soft
 
     def training_architecture(self) -> Mapping[str, ArchRow]:
         with torch.no_grad():
             rows = self.sample(WEIGHT_STREAM)
         if self.hard:
-            return one_hot_rows({label: row.active[0] for label, row in rows.items()},
+            return one_hot_rows({label: chosen_index(row) for label, row in rows.items()},
                                 self.sizes, self.device)
         return rows
 
@@ -140,19 +154,26 @@ class GdasSearch(GumbelSearch):
 
     The first ``warmup_epochs`` epochs (0 in the paper) train only the weights, on uniformly
     sampled paths while the alphas are at their initial values, so that the architecture
-    gradient does not first meet untrained convolutions.
+    gradient does not first meet untrained convolutions. ``estimator`` is ``reference`` (the
+    reference code's gradient) or ``dense`` (every candidate's output in the gradient; see
+    :func:`straight_through`).
     """
 
     algorithm_name = "gdas"
     hard = True
     ddp_find_unused_parameters = True
 
-    def __init__(self, supernet: nn.Module, *, warmup_epochs: int, **options: Any) -> None:
+    def __init__(self, supernet: nn.Module, *, warmup_epochs: int, estimator: str,
+                 **options: Any) -> None:
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
             raise ConfigError(f"algorithm.warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
+        if estimator not in ESTIMATORS:
+            raise ConfigError(f"unknown algorithm.estimator '{estimator}'; choose one of: "
+                              f"{', '.join(ESTIMATORS)}")
         super().__init__(supernet, **options)
         self.warmup_epochs = warmup_epochs
-        self.hparams.update({"warmup_epochs": warmup_epochs})
+        self.dense_estimator = estimator == "dense"
+        self.hparams.update({"warmup_epochs": warmup_epochs, "estimator": estimator})
 
 
 class SnasSearch(GumbelSearch):
