@@ -9,8 +9,9 @@ trains another network, and a weight sees other inputs each time.
 
 ``estimator``: for a search run's supernet (e.g. a gdas search with
 ``algorithm.warmup_epochs`` equal to ``trainer.max_epochs``, which trains on uniform paths only),
-the expected alpha gradient of GDAS's straight-through estimator (the chosen candidate's one-hot
-weight, the others' weights added as constants, as its reference code) at uniform alphas, over
+the expected alpha gradient of GDAS's straight-through estimator (``--estimator reference``: the
+chosen candidate's one-hot weight, the others' weights added as constants, as its reference code;
+``dense``: every candidate's output, as ``algorithm.estimator=dense``) at uniform alphas, over
 ``--batches`` sampled paths on the architecture half; the candidate it favours on every edge; and
 the supernet's accuracy (batch statistics) of whole cells, which is what a good estimator should
 follow.
@@ -30,6 +31,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
+from oneshot.search.algorithms.gumbel import ESTIMATORS
 from oneshot.search.batchnorm import batch_statistics
 from oneshot.storage.torchfile import load_weights_only
 from oneshot.training.datamodules import SearchDataModule
@@ -63,13 +65,19 @@ def random_ops(choice_points: dict[str, list[str]], generator: torch.Generator) 
 
 def one_hot_rows(choice_points: dict[str, list[str]], names: dict[str, str],
                  weights: dict[str, torch.Tensor] | None = None,
-                 constants: bool = False) -> dict[str, SparseRow]:
-    """Rows that run candidate ``names[label]`` on every edge (with ``weights`` when given)."""
+                 estimator: str | None = None) -> dict[str, SparseRow]:
+    """Rows whose output is candidate ``names[label]`` on every edge (with ``weights`` when
+    given), built for ``algorithm.estimator``: ``reference`` adds the others' weights as
+    constants, ``dense`` runs the others without autograd, ``None`` runs the one candidate."""
     rows = {}
     for label, candidates in choice_points.items():
         index = candidates.index(names[label])
         row = F.one_hot(torch.tensor(index), len(candidates)).float() if weights is None else weights[label]
-        rows[label] = SparseRow(row, (index,), constants=constants)
+        if estimator == "dense":
+            others = tuple(i for i in range(len(candidates)) if i != index)
+            rows[label] = SparseRow(row, tuple(range(len(candidates))), frozen=others)
+        else:
+            rows[label] = SparseRow(row, (index,), constants=estimator == "reference")
     return rows
 
 
@@ -106,8 +114,9 @@ def train_paths(args: argparse.Namespace) -> None:
 
 
 def expected_gdas_gradient(net: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
-                           samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per edge (row) and candidate, the mean alpha gradient of GDAS's reference estimator at
+                           samples: int, generator: torch.Generator,
+                           estimator: str = "reference") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per edge (row) and candidate, the mean alpha gradient of GDAS's ``estimator`` at
     uniform alphas over ``samples`` uniformly drawn paths, cycling through ``batches`` (the
     temperature only scales it and is left out); and the mean gradient of a chosen candidate's
     one-hot weight, the derivative of the loss by a gain on its output."""
@@ -118,7 +127,7 @@ def expected_gdas_gradient(net: torch.nn.Module, batches: list[tuple[torch.Tenso
         names = random_ops(points, generator)
         weights = {label: F.one_hot(torch.tensor(c.index(names[label])), len(c)).float().requires_grad_()
                    for label, c in points.items()}
-        loss = F.cross_entropy(net(x, one_hot_rows(points, names, weights, constants=True)), y)
+        loss = F.cross_entropy(net(x, one_hot_rows(points, names, weights, estimator)), y)
         grads = torch.autograd.grad(loss, list(weights.values()))
         for edge, ((label, candidates), grad) in enumerate(zip(points.items(), grads)):
             uniform = torch.full_like(grad, 1.0 / len(grad))  # through softmax(alpha) at uniform alphas
@@ -145,10 +154,11 @@ def estimator_bias(args: argparse.Namespace) -> None:
                          if k.startswith("supernet.")})
     points = net.choice_points()
     batches = [(data.evaluate(x), y) for x, y in data.val_dataloader()]
-    expected, gain = expected_gdas_gradient(net, batches, args.batches, torch.Generator().manual_seed(0))
+    expected, gain = expected_gdas_gradient(net, batches, args.batches, torch.Generator().manual_seed(0),
+                                            args.estimator)
     candidates = next(iter(points.values()))
-    print(f"expected d loss / d alpha x 1e3 over {args.batches} sampled paths (gradient descent "
-          f"raises the most negative):")
+    print(f"expected d loss / d alpha x 1e3, estimator {args.estimator}, over {args.batches} "
+          f"sampled paths (gradient descent raises the most negative):")
     print(" " * 12 + " ".join(f"{c:>13}" for c in candidates) + "  favoured")
     for (label, _), row in zip(points.items(), expected):
         print(f"{label:>12}" + " ".join(f"{1e3 * v:13.3f}" for v in row.tolist())
@@ -179,6 +189,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     estimator.add_argument("run_dir", type=Path)
     estimator.add_argument("--batches", type=int, default=400)
     estimator.add_argument("--eval-batch", type=int, default=64)
+    estimator.add_argument("--estimator", choices=ESTIMATORS, default="reference",
+                           help="algorithm.estimator: reference (GDAS's code) or dense")
     return parser.parse_args(argv)
 
 

@@ -37,7 +37,7 @@ def test_expected_gradient_is_the_softmax_gradient_of_one_path():
         hard = torch.nn.functional.one_hot(torch.tensor(c.index(names[label])), len(c)).float()
         rows[label] = hard - soft.detach() + soft
     loss = torch.nn.functional.cross_entropy(
-        net(batch[0], gdas_diagnosis.one_hot_rows(points, names, rows, constants=True)), batch[1])
+        net(batch[0], gdas_diagnosis.one_hot_rows(points, names, rows, "reference")), batch[1])
     grads = torch.autograd.grad(loss, list(alphas.values()))
     torch.testing.assert_close(expected, torch.stack(grads), rtol=1e-5, atol=1e-7)
     # the chosen candidate's weight gradient, by hand: d loss / d g at g = 1 for g * op(x)
@@ -50,6 +50,25 @@ def test_expected_gradient_is_the_softmax_gradient_of_one_path():
     torch.testing.assert_close(gain[0, index], by_hand, rtol=1e-5, atol=1e-7)
     assert gain[0].count_nonzero() <= 1  # one path: only the chosen candidate has a gain gradient
     torch.testing.assert_close(expected.sum(1), torch.zeros(len(points)), rtol=0, atol=1e-7)
+
+
+def test_dense_expected_gradient_is_the_full_mix_gradient():
+    torch.manual_seed(0)
+    net = create_supernet("nb201", num_classes=3, channels=4, layers=1).train()
+    batch = (torch.randn(8, 3, 8, 8), torch.randint(0, 3, (8,)))
+    expected, _ = gdas_diagnosis.expected_gdas_gradient(net, [batch], 1, torch.Generator().manual_seed(1),
+                                                        "dense")
+    points = net.choice_points()
+    names = gdas_diagnosis.random_ops(points, torch.Generator().manual_seed(1))
+    alphas = {label: torch.zeros(len(c), requires_grad=True) for label, c in points.items()}
+    rows = {}
+    for label, c in points.items():  # every candidate under autograd, weighted by the one-hot
+        soft = torch.softmax(alphas[label], 0)
+        hard = torch.nn.functional.one_hot(torch.tensor(c.index(names[label])), len(c)).float()
+        rows[label] = hard - soft.detach() + soft
+    loss = torch.nn.functional.cross_entropy(net(batch[0], rows), batch[1])
+    torch.testing.assert_close(expected, torch.stack(torch.autograd.grad(loss, list(alphas.values()))),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_both_measurements_print_their_tables(tmp_path, capsys):
