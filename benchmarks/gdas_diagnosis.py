@@ -31,7 +31,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from oneshot.search.algorithms.gumbel import ESTIMATORS
+from oneshot.search.algorithms.gumbel import ESTIMATORS, straight_through
+from oneshot.search.algorithms.sampling import one_hot_rows
 from oneshot.search.batchnorm import batch_statistics
 from oneshot.storage.torchfile import load_weights_only
 from oneshot.training.datamodules import SearchDataModule
@@ -63,22 +64,10 @@ def random_ops(choice_points: dict[str, list[str]], generator: torch.Generator) 
             for label, candidates in choice_points.items()}
 
 
-def one_hot_rows(choice_points: dict[str, list[str]], names: dict[str, str],
-                 weights: dict[str, torch.Tensor] | None = None,
-                 estimator: str | None = None) -> dict[str, SparseRow]:
-    """Rows whose output is candidate ``names[label]`` on every edge (with ``weights`` when
-    given), built for ``algorithm.estimator``: ``reference`` adds the others' weights as
-    constants, ``dense`` runs the others without autograd, ``None`` runs the one candidate."""
-    rows = {}
-    for label, candidates in choice_points.items():
-        index = candidates.index(names[label])
-        row = F.one_hot(torch.tensor(index), len(candidates)).float() if weights is None else weights[label]
-        if estimator == "dense":
-            others = tuple(i for i in range(len(candidates)) if i != index)
-            rows[label] = SparseRow(row, tuple(range(len(candidates))), frozen=others)
-        else:
-            rows[label] = SparseRow(row, (index,), constants=estimator == "reference")
-    return rows
+def path_rows(choice_points: dict[str, list[str]], names: dict[str, str]) -> dict[str, SparseRow]:
+    """Rows that run only candidate ``names[label]`` on every edge, with weight 1."""
+    return one_hot_rows({label: candidates.index(names[label]) for label, candidates in choice_points.items()},
+                        {label: len(candidates) for label, candidates in choice_points.items()})
 
 
 def train_paths(args: argparse.Namespace) -> None:
@@ -99,7 +88,7 @@ def train_paths(args: argparse.Namespace) -> None:
         for step, (batch, _, _) in zip(range(1, args.steps + 1), batches):  # CombinedLoader's
             x, y = batch["train"]
             names = cell_ops(CELLS[regime]) if regime in CELLS else random_ops(points, generator)
-            logits = net(data.augment(x, generator=generator), one_hot_rows(points, names))
+            logits = net(data.augment(x, generator=generator), path_rows(points, names))
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad()
             loss.backward()
@@ -126,8 +115,9 @@ def expected_gdas_gradient(net: torch.nn.Module, batches: list[tuple[torch.Tenso
     for x, y in itertools.islice(itertools.cycle(batches), samples):
         names = random_ops(points, generator)
         weights = {label: F.one_hot(torch.tensor(c.index(names[label])), len(c)).float().requires_grad_()
-                   for label, c in points.items()}
-        loss = F.cross_entropy(net(x, one_hot_rows(points, names, weights, estimator)), y)
+                   for label, c in points.items()}  # as straight-through rows: value and gradient
+        rows = straight_through(weights, dense=estimator == "dense")
+        loss = F.cross_entropy(net(x, rows), y)
         grads = torch.autograd.grad(loss, list(weights.values()))
         for edge, ((label, candidates), grad) in enumerate(zip(points.items(), grads)):
             uniform = torch.full_like(grad, 1.0 / len(grad))  # through softmax(alpha) at uniform alphas
@@ -169,7 +159,7 @@ def estimator_bias(args: argparse.Namespace) -> None:
         print(f"{label:>12}" + " ".join(f"{1e3 * v:13.3f}" for v in row.tolist()))
     with torch.no_grad(), batch_statistics(net):
         for name, cell in CELLS.items():
-            rows = one_hot_rows(points, cell_ops(cell))
+            rows = path_rows(points, cell_ops(cell))
             hits = sum(int((net(x, rows).argmax(1) == y).sum()) for x, y in batches)
             print(f"supernet accuracy, {name}: {hits / sum(len(y) for _, y in batches):.3f}")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from supernets.mixed import SparseRow
 from supernets.spaces import create_supernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -36,15 +37,16 @@ def test_expected_gradient_is_the_softmax_gradient_of_one_path():
         soft = torch.softmax(alphas[label], 0)
         hard = torch.nn.functional.one_hot(torch.tensor(c.index(names[label])), len(c)).float()
         rows[label] = hard - soft.detach() + soft
-    loss = torch.nn.functional.cross_entropy(
-        net(batch[0], gdas_diagnosis.one_hot_rows(points, names, rows, "reference")), batch[1])
+    sparse = {label: SparseRow(rows[label], (c.index(names[label]),), constants=True)
+              for label, c in points.items()}
+    loss = torch.nn.functional.cross_entropy(net(batch[0], sparse), batch[1])
     grads = torch.autograd.grad(loss, list(alphas.values()))
     torch.testing.assert_close(expected, torch.stack(grads), rtol=1e-5, atol=1e-7)
     # the chosen candidate's weight gradient, by hand: d loss / d g at g = 1 for g * op(x)
     label = "cell/edge_0"
     index = points[label].index(names[label])
     weight = torch.ones((), requires_grad=True)
-    rows = gdas_diagnosis.one_hot_rows(points, names)
+    rows = gdas_diagnosis.path_rows(points, names)
     rows[label] = rows[label]._replace(weights=rows[label].weights * weight)
     by_hand, = torch.autograd.grad(torch.nn.functional.cross_entropy(net(batch[0], rows), batch[1]), weight)
     torch.testing.assert_close(gain[0, index], by_hand, rtol=1e-5, atol=1e-7)
