@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -62,6 +63,32 @@ def darts_step_setup(args: argparse.Namespace) -> Setup:
     batches = tuple((torch.randn(args.batch, 3, 32, 32).to(memory_format=torch.channels_last),
                      torch.randint(0, 10, (args.batch,))) for _ in range(2))
     return model, arch, optimizer, batches
+
+
+def ab_setup(argv: list[str], description: str, rounds: int) -> tuple[argparse.Namespace, Setup]:
+    """The options of an alternating comparison (sizes and ``--rounds``) and its step setup."""
+    parser = argparse.ArgumentParser(description=description)
+    add_size_args(parser)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    args = parser.parse_args(argv)
+    return args, darts_step_setup(args)
+
+
+def alternating_step_seconds(setup: Setup, variants: Sequence[str], switch: Callable[[str], None],
+                             rounds: int) -> dict[str, list[float]]:
+    """Seconds of one :func:`step` per variant and round. ``switch(variant)`` sets the variant;
+    the order rotates every round so that the machine's load weighs on every variant alike, and
+    a first, untimed round warms up."""
+    seconds: dict[str, list[float]] = {variant: [] for variant in variants}
+    for r in range(rounds + 1):
+        shift = r % len(variants)
+        for variant in [*variants[shift:], *variants[:shift]]:
+            switch(variant)
+            start = time.perf_counter()
+            step(*setup)
+            if r:
+                seconds[variant].append(time.perf_counter() - start)
+    return seconds
 
 
 def main(argv: list[str]) -> None:

@@ -10,33 +10,24 @@ step maths of ``profile_darts_step.py``. Peak memory needs one process per mode:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
 
 import torch
 
-from profile_darts_step import add_size_args, darts_step_setup, step
+from profile_darts_step import ab_setup, alternating_step_seconds
 from supernets.recompute import RECOMPUTE_MODES
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_size_args(parser)
-    parser.add_argument("--rounds", type=int, default=4)
-    args = parser.parse_args(argv)
-    model, arch, optimizer, batches = darts_step_setup(args)
-    seconds: dict[str, list[float]] = {mode: [] for mode in RECOMPUTE_MODES}
-    for r in range(args.rounds + 1):
-        shift = r % len(RECOMPUTE_MODES)
-        for mode in RECOMPUTE_MODES[shift:] + RECOMPUTE_MODES[:shift]:
-            for cell in model.cells:
-                cell.recompute = mode
-            start = time.perf_counter()
-            step(model, arch, optimizer, batches)
-            if r:  # the first round warms up
-                seconds[mode].append(time.perf_counter() - start)
+    args, setup = ab_setup(argv, __doc__.splitlines()[0], rounds=4)
+    model = setup[0]
+
+    def switch(mode: str) -> None:
+        for cell in model.cells:
+            cell.recompute = mode
+
+    seconds = alternating_step_seconds(setup, RECOMPUTE_MODES, switch, args.rounds)
     base = statistics.median(seconds["none"])
     print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
           f"threads {torch.get_num_threads()} | {args.rounds} rounds")

@@ -2,10 +2,10 @@
 
 Both variants are the same supernet (same weights): ``old`` switches the sharing off on every
 edge, so each ReLU-first candidate computes its own ``relu(x)``. The variants alternate step by
-step (the order flips every round) so that the machine's load weighs on both alike. A step is
-the first-order DARTS step maths of ``profile_darts_step.py``. Also prints the bytes autograd
-stores in one forward of each variant, and in the architecture step's forward when the weights
-do not require gradients (what a weight-free architecture graph would keep).
+step (the order flips every round, after an untimed round) so that the machine's load weighs on
+both alike. A step is the first-order DARTS step maths of ``profile_darts_step.py``. Also prints
+the bytes autograd stores in one forward of each variant, and in the architecture step's forward,
+which runs with the weights as constants.
 
     python benchmarks/shared_relu_ab.py                       # batch 32, 8 ch, 5 cells, 5 rounds
     python benchmarks/shared_relu_ab.py --batch 64 --channels 16 --layers 8 --rounds 3
@@ -13,16 +13,15 @@ do not require gradients (what a weight-free architecture graph would keep).
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import statistics
 import sys
-import time
 
 import torch
 from torch import nn
 
-from oneshot.search.architecture import ArchitectureParameters
-from profile_darts_step import add_size_args, darts_step_setup, step
+from oneshot.search.architecture import ArchitectureParameters, weights_as_constants
+from profile_darts_step import ab_setup, alternating_step_seconds
 from supernets.mixed import set_relu_sharing
 
 
@@ -35,35 +34,23 @@ def saved_bytes(model: nn.Module, arch: ArchitectureParameters, x: torch.Tensor,
         total[0] += tensor.numel() * tensor.element_size()
         return tensor
 
-    for p in model.parameters():
-        p.requires_grad_(weights_need_grad)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    weights = contextlib.nullcontext() if weights_need_grad else weights_as_constants(model)
+    with weights, torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(x, arch.softmax())
-    for p in model.parameters():
-        p.requires_grad_(True)
     return total[0]
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_size_args(parser)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-    model, arch, optimizer, batches = darts_step_setup(args)
-    seconds: dict[str, list[float]] = {"old": [], "new": []}
+    args, setup = ab_setup(argv, __doc__.splitlines()[0], rounds=5)
+    model, arch, _, batches = setup
     for variant in ("old", "new"):
         set_relu_sharing(model, variant == "new")
-        step(model, arch, optimizer, batches)  # warm-up
         gib = saved_bytes(model, arch, batches[0][0]) / 2**30
         print(f"{variant}: autograd keeps {gib:.3f} GiB per forward")
     frozen_gib = saved_bytes(model, arch, batches[1][0], weights_need_grad=False) / 2**30
-    print(f"new, weights not requiring grad (architecture step): {frozen_gib:.3f} GiB per forward")
-    for r in range(args.rounds):
-        for variant in (("old", "new") if r % 2 == 0 else ("new", "old")):
-            set_relu_sharing(model, variant == "new")
-            start = time.perf_counter()
-            step(model, arch, optimizer, batches)
-            seconds[variant].append(time.perf_counter() - start)
+    print(f"new, weights as constants (the architecture step): {frozen_gib:.3f} GiB per forward")
+    seconds = alternating_step_seconds(
+        setup, ("old", "new"), lambda variant: set_relu_sharing(model, variant == "new"), args.rounds)
     old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
     print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
           f"threads {torch.get_num_threads()} | {args.rounds} rounds")

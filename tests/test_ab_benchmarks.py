@@ -1,0 +1,38 @@
+"""The alternating A/B benchmarks (recompute_ab.py, shared_relu_ab.py): their shared timing loop
+and what they print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import profile_darts_step  # noqa: E402
+import recompute_ab  # noqa: E402
+import shared_relu_ab  # noqa: E402
+
+TINY = ["--batch", "2", "--channels", "2", "--layers", "3"]
+
+
+def test_variants_rotate_every_round_after_an_untimed_one() -> None:
+    args, setup = profile_darts_step.ab_setup(TINY, "t", rounds=2)
+    order: list[str] = []
+    seconds = profile_darts_step.alternating_step_seconds(setup, ("a", "b", "c"), order.append,
+                                                          args.rounds)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {k: len(v) for k, v in seconds.items()} == {"a": 2, "b": 2, "c": 2}
+    assert all(t > 0 for times in seconds.values() for t in times)
+
+
+def test_both_scripts_print_a_ratio_per_variant(capsys) -> None:
+    recompute_ab.main([*TINY, "--rounds", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "recompute none", "recompute edge", "recompute cell"]
+    assert lines[1].endswith("1.00x none")
+    shared_relu_ab.main([*TINY, "--rounds", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    old, new, constant = (float(line.split("keeps " if "keeps" in line else ": ")[1].split()[0])
+                          for line in lines[:3])
+    assert constant < new < old  # one ReLU per edge keeps less; constant weights less again
+    assert "new/old" in lines[-1]
