@@ -4,12 +4,16 @@ constants. Same values and gradients as before, fewer saved bytes."""
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from oneshot.search.algorithms import algorithm_space_options, create_algorithm, supported_spaces
 from oneshot.search.architecture import weights_as_constants
+from oneshot.training.datamodules import SearchDataModule
 from supernets.maxpool import MaxPool
-from supernets.spaces import create_supernet
+from supernets.spaces import create_supernet, get_space
+from tasks import load_task
 
 
 def saved_tensors(fn):
@@ -84,3 +88,35 @@ def test_weights_as_constants_restores_trainable_weights_after_an_error():
             assert not any(p.requires_grad for p in net.parameters())
             raise RuntimeError("inside")
     assert [p.requires_grad for p in net.parameters()] == [False, True, True, True]
+
+
+WEIGHTS_AS_CONSTANTS = ("darts", "pcdarts", "gdas", "snas", "drnas", "proxyless")
+SPACE_SIZES = {"darts": {"channels": 4, "layers": 3}, "nb201": {"channels": 4, "layers": 1},
+               "proxyless": {"stem_channels": 4, "first_channels": 4, "widths": [4, 8],
+                             "depths": [1, 1], "strides": [1, 2], "head_channels": 8}}
+
+
+@pytest.mark.parametrize("algorithm, space", [(a, s) for a in WEIGHTS_AS_CONSTANTS
+                                              for s in supported_spaces(a)])
+def test_architecture_steps_run_with_the_weights_as_constants(tmp_path, algorithm, space):
+    """Per step: one forward with the weights constant (the architecture step) and one with
+    them trainable (the weight step); the alphas move and the weights train."""
+    cfg = {"warmup_epochs": 0} if algorithm == "pcdarts" else {}
+    extra = algorithm_space_options(algorithm, get_space(space).supernet, cfg)
+    torch.manual_seed(0)
+    net = create_supernet(space, num_classes=10, **SPACE_SIZES[space], **extra)
+    module = create_algorithm(algorithm, net, num_classes=10, cfg=cfg)
+    seen: list[bool] = []
+    net.register_forward_pre_hook(
+        lambda *_: seen.append(any(p.requires_grad for p in net.parameters())))
+    alphas = [a.detach().clone() for a in module.arch.parameters_list()]
+    weights = [p.detach().clone() for p in net.parameters()]
+    data = SearchDataModule(load_task("synthetic", num_train=32, num_test=8, image_size=16),
+                            batch_size=8, seed=0, eval_batch_size=8)
+    pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, accelerator="cpu",
+               logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, default_root_dir=tmp_path).fit(module, data)
+    assert seen.count(False) == 2 and seen.count(True) >= 2
+    assert all(p.requires_grad for p in net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(alphas, module.arch.parameters_list()))
+    assert any(not torch.equal(a, b) for a, b in zip(weights, net.parameters()))
