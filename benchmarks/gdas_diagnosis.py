@@ -130,7 +130,14 @@ def expected_gdas_gradient(net: torch.nn.Module, batches: list[tuple[torch.Tenso
 
 def estimator_bias(args: argparse.Namespace) -> None:
     """The expected GDAS alpha gradient per edge and candidate, and whole cells' accuracies."""
+    checkpoint = args.run_dir / "checkpoints" / "last.ckpt"
+    if not (args.run_dir / "config.yaml").is_file() or not checkpoint.is_file():
+        raise SystemExit(f"error: {args.run_dir} is not a search run dir (config.yaml and "
+                         "checkpoints/last.ckpt); pass the run dir of a finished search")
     cfg = OmegaConf.load(args.run_dir / "config.yaml")
+    if cfg.space.name != "nb201":
+        raise SystemExit(f"error: {args.run_dir} searched space={cfg.space.name}; this "
+                         "measurement needs a space=nb201 search")
     task = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items()
             if k not in ("name", "subset", "subset_at_most")}
     dataset = load_task(cfg.task.name, **task)
@@ -139,7 +146,7 @@ def estimator_bias(args: argparse.Namespace) -> None:
                             subset=subset)
     space = {k: v for k, v in OmegaConf.to_container(cfg.space, resolve=True).items() if k != "name"}
     net = create_supernet(cfg.space.name, num_classes=dataset.num_classes, **space).train()
-    state = load_weights_only(args.run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    state = load_weights_only(checkpoint)["state_dict"]
     net.load_state_dict({k.removeprefix("supernet."): v for k, v in state.items()
                          if k.startswith("supernet.")})
     points = net.choice_points()

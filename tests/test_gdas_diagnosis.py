@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -96,3 +97,14 @@ def test_both_measurements_print_their_tables(tmp_path, capsys):
     assert all(len(r) == 7 and r[-1] in net.choice_points()[r[0]] for r in rows[:6])
     assert all(len(r) == 6 for r in rows[6:])
     assert sum(line.startswith("supernet accuracy") for line in out) == 4
+
+
+def test_a_dir_that_is_not_an_nb201_search_is_one_line(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="is not a search run dir"):
+        gdas_diagnosis.main(["estimator", str(tmp_path)])
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    OmegaConf.save({"seed": 0, "task": {"name": "synthetic"}, "space": {"name": "darts"}},
+                   tmp_path / "config.yaml")
+    with pytest.raises(SystemExit, match="searched space=darts; this measurement needs a space=nb201"):
+        gdas_diagnosis.main(["estimator", str(tmp_path)])
