@@ -14,10 +14,12 @@ chosen candidate's one-hot weight, the others' weights added as constants, as it
 ``dense``: every candidate's output, as ``algorithm.estimator=dense``) at uniform alphas, over
 ``--batches`` sampled paths on the architecture half; the candidate it favours on every edge; and
 the supernet's accuracy (batch statistics) of whole cells, which is what a good estimator should
-follow.
+follow. A run searched with ``algorithm.auxiliary_skip=true`` is measured with its auxiliary
+skips at the weight of its last epoch; ``--skip-beta B`` sets that weight (0 measures without
+them) or adds the skips to a run that had none.
 
     python benchmarks/gdas_diagnosis.py paths --task cifar10 --root DATA --steps 780
-    python benchmarks/gdas_diagnosis.py estimator RUN_DIR --batches 400
+    python benchmarks/gdas_diagnosis.py estimator RUN_DIR --batches 400 [--skip-beta 1]
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from torch.nn import functional as F
 
 from oneshot.search.algorithms.gumbel import ESTIMATORS, straight_through
 from oneshot.search.algorithms.sampling import one_hot_rows
+from oneshot.search.auxiliary_skip import auxiliary_skip_weight
 from oneshot.search.batchnorm import batch_statistics
 from oneshot.storage.torchfile import load_weights_only
 from oneshot.training.datamodules import SearchDataModule
+from supernets.auxiliary import add_auxiliary_skips, set_auxiliary_skip_weight
 from supernets.mixed import SparseRow
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.search import Nb201Supernet
@@ -149,6 +153,14 @@ def estimator_bias(args: argparse.Namespace) -> None:
     state = load_weights_only(checkpoint)["state_dict"]
     net.load_state_dict({k.removeprefix("supernet."): v for k, v in state.items()
                          if k.startswith("supernet.")})
+    beta = args.skip_beta
+    if beta is None and cfg.get("algorithm", {}).get("auxiliary_skip", False):
+        epochs = int(cfg.trainer.max_epochs)
+        beta = auxiliary_skip_weight(epochs - 1, epochs)
+    if beta is not None:
+        add_auxiliary_skips(net)
+        set_auxiliary_skip_weight(net, beta)
+        print(f"with the auxiliary skips (DARTS-) at weight {beta:g}")
     points = net.choice_points()
     batches = [(data.evaluate(x), y) for x, y in data.val_dataloader()]
     expected, gain = expected_gdas_gradient(net, batches, args.batches, torch.Generator().manual_seed(0),
@@ -188,6 +200,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     estimator.add_argument("--eval-batch", type=int, default=64)
     estimator.add_argument("--estimator", choices=ESTIMATORS, default="reference",
                            help="algorithm.estimator: reference (GDAS's code) or dense")
+    estimator.add_argument("--skip-beta", type=float, default=None,
+                           help="the auxiliary skips' weight (default: a run with "
+                                "algorithm.auxiliary_skip at its last epoch's, else none)")
     return parser.parse_args(argv)
 
 

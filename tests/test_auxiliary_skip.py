@@ -13,6 +13,7 @@ import torch
 import oneshot.train as train_module
 from conftest import compose_search
 from oneshot.search.algorithms import create_algorithm
+from oneshot.search.algorithms.gumbel import straight_through
 from oneshot.retrain import retrain
 from oneshot.search.auxiliary_skip import auxiliary_skip_weight
 from supernets.auxiliary import (AuxiliarySkip, add_auxiliary_skips, auxiliary_skips,
@@ -55,6 +56,25 @@ def test_stride_one_choice_adds_exactly_beta_times_its_input(candidates: list[st
     torch.testing.assert_close(net(x, arch), mixed + 0.37 * x)
     set_auxiliary_skip_weight(net, 0.0)
     assert torch.equal(net(x, arch), mixed)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_gdas_rows_add_the_skip_to_the_chosen_candidate_and_keep_its_gradient(dense: bool) -> None:
+    torch.manual_seed(0)
+    net = OneChoice(["nor_conv_3x3", "skip_connect", "avg_pool_3x3"]).eval()
+    x, soft = torch.randn(2, 4, 8, 8), torch.tensor([0.2, 0.5, 0.3], requires_grad=True)
+    outputs = [op(x) for op in net.edge.ops]  # each candidate alone
+    add_auxiliary_skips(net)
+    set_auxiliary_skip_weight(net, 0.25)
+    out = net(x, straight_through({"edge": soft}, dense=dense))
+    torch.testing.assert_close(out, outputs[1] + 0.25 * x)  # the argmax (skip_connect) runs
+    upstream = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, soft, upstream)
+    # d out / d weight_k: candidate k's output when it runs (dense: every k), else the
+    # constant 1 of GDAS's reference code; the skip adds nothing (its weight is no alpha)
+    per_weight = torch.stack([(upstream * (o if dense or k == 1 else torch.ones_like(o))).sum()
+                              for k, o in enumerate(outputs)])
+    torch.testing.assert_close(grad, per_weight)
 
 
 def test_stride_two_edge_gets_a_fresh_factorized_reduce_as_its_skip() -> None:
@@ -105,7 +125,8 @@ def test_beta_decays_linearly_from_one_to_zero() -> None:
 
 
 @pytest.mark.parametrize("algorithm, options", [("darts", {}), ("sdarts", {}),
-                                                ("pcdarts", {"partial_channels": 1})])
+                                                ("pcdarts", {"partial_channels": 1}),
+                                                ("gdas", {}), ("snas", {})])
 def test_off_by_default_and_on_adds_only_the_skips(algorithm: str, options: dict) -> None:
     torch.manual_seed(0)
     plain = DartsSupernet(channels=4, layers=3)
@@ -144,10 +165,13 @@ class SkipProbe(pl.Callback):
             self.betas.append({float(s.beta) for s in auxiliary_skips(pl_module.supernet)})
 
 
-def test_darts_with_auxiliary_skip_searches_and_its_genotype_retrains(tmp_path) -> None:
+@pytest.mark.parametrize("algorithm", [("algorithm=darts",),
+                                       ("algorithm=gdas", "algorithm.estimator=dense")])
+def test_search_with_auxiliary_skip_and_its_genotype_retrains(tmp_path: Path,
+                                                             algorithm: tuple[str, ...]) -> None:
     probe = SkipProbe()
     original = train_module.build_trainer
-    cfg = compose_search(f"run_dir={tmp_path}", "algorithm=darts", "algorithm.auxiliary_skip=true",
+    cfg = compose_search(f"run_dir={tmp_path}", *algorithm, "algorithm.auxiliary_skip=true",
                          *SPACE_TINY["nb201"], "trainer.limit_train_batches=1",
                          "trainer.limit_val_batches=1", base=NO_SPACE)
     with pytest.MonkeyPatch.context() as patch:
@@ -156,7 +180,7 @@ def test_darts_with_auxiliary_skip_searches_and_its_genotype_retrains(tmp_path) 
         result = train_module.train(cfg)
     assert probe.betas == [{1.0}, {0.5}]  # two epochs: 1 - epoch / 2
     document = load_genotype_file(tmp_path / "genotype.json")
-    assert document.meta["algorithm"] == "darts"
+    assert document.meta["algorithm"] == algorithm[0].removeprefix("algorithm=")
     genotype = get_space("nb201").genotype_from_dict(document.genotype)
     assert genotype == result["genotype"]  # the space's usual genotype
     fixed = get_space("nb201").supernet.fixed_network(genotype, channels=4, layers=1)

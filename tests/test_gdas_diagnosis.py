@@ -97,6 +97,17 @@ def test_both_measurements_print_their_tables(tmp_path, capsys):
     assert all(len(r) == 7 and r[-1] in net.choice_points()[r[0]] for r in rows[:6])
     assert all(len(r) == 6 for r in rows[6:])
     assert sum(line.startswith("supernet accuracy") for line in out) == 4
+    assert not any(line.startswith("with the auxiliary skips") for line in out)
+    gdas_diagnosis.main(["estimator", str(tmp_path), "--batches", "3", "--skip-beta", "0.5"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "with the auxiliary skips (DARTS-) at weight 0.5"
+    assert sum(line.strip().startswith("cell/edge_") for line in out) == 12
+    config = OmegaConf.load(tmp_path / "config.yaml")
+    config.algorithm, config.trainer = {"auxiliary_skip": True}, {"max_epochs": 4}
+    OmegaConf.save(config, tmp_path / "config.yaml")
+    gdas_diagnosis.main(["estimator", str(tmp_path), "--batches", "1"])
+    assert capsys.readouterr().out.splitlines()[0] == \
+        "with the auxiliary skips (DARTS-) at weight 0.25"  # the last of 4 epochs: 1 - 3 / 4
 
 
 def test_a_dir_that_is_not_an_nb201_search_is_one_line(tmp_path) -> None:

@@ -212,7 +212,8 @@ ALPHAS: Table = {"alpha_init_std": number(0), **_prefixed("weight_optimizer", WE
 REGULARIZATION: Table = {"regularization": text("none", "beta"), "beta_weight": number(0)}
 """algorithm.regularization: every algorithm whose architecture weights are softmax(alpha)."""
 GUMBEL: Table = {"seed": SEED, "tau_max": number(above=0), "tau_min": number(above=0),
-                 "tau_schedule": text("linear", "exponential"), **ALPHAS, **REGULARIZATION}
+                 "tau_schedule": text("linear", "exponential"), "auxiliary_skip": boolean(),
+                 **ALPHAS, **REGULARIZATION}
 ALGORITHMS: dict[str, Table] = {
     "darts": {"unrolled": boolean(), "auxiliary_skip": boolean(), **ALPHAS, **REGULARIZATION},
     "sdarts": {"seed": SEED, "perturbation": text("random", "adversarial"),

@@ -17,7 +17,9 @@ from torch import nn
 from oneshot.search.algorithms.base import ArchOptimizerConfig, Batch, OneShotSearch, WeightOptimizerConfig
 from oneshot.search.architecture import weights_as_constants
 from oneshot.search.algorithms.sampling import one_hot_rows, step_generator
+from oneshot.search.auxiliary_skip import update_auxiliary_skip
 from oneshot.errors import ConfigError
+from supernets.auxiliary import add_auxiliary_skips
 from supernets.mixed import ArchRow, SparseRow
 
 TAU_SCHEDULES = ("linear", "exponential")
@@ -87,15 +89,18 @@ class GumbelSearch(OneShotSearch):
     The architecture step takes the gradient of the ``val``-half loss through a fresh sample;
     the weight step trains another sample (without alpha gradient). Validation runs the
     strongest candidate of every choice point, with each batch's BatchNorm statistics.
-    ``train/tau`` logs the temperature.
+    ``train/tau`` logs the temperature. With ``auxiliary_skip`` (DARTS-) every choice also adds
+    ``beta * skip(x)``, ``beta`` decaying per epoch from 1 to 0
+    (:mod:`oneshot.search.auxiliary_skip`).
     """
 
     hard = False
     dense_estimator = False  # GDAS's algorithm.estimator=dense (see straight_through)
 
     def __init__(self, supernet: nn.Module, *, num_classes: int, seed: int, tau_max: float,
-                 tau_min: float, tau_schedule: str, weight_optimizer: WeightOptimizerConfig,
-                 arch_optimizer: ArchOptimizerConfig, alpha_init_std: float) -> None:
+                 tau_min: float, tau_schedule: str, auxiliary_skip: bool,
+                 weight_optimizer: WeightOptimizerConfig, arch_optimizer: ArchOptimizerConfig,
+                 alpha_init_std: float) -> None:
         tau_max, tau_min = float(tau_max), float(tau_min)
         if not (math.isfinite(tau_max) and 0 < tau_min <= tau_max):
             raise ConfigError(f"the temperatures must satisfy 0 < tau_min <= tau_max, got "
@@ -106,8 +111,11 @@ class GumbelSearch(OneShotSearch):
         super().__init__(supernet, num_classes=num_classes, weight_optimizer=weight_optimizer,
                          arch_optimizer=arch_optimizer, alpha_init_std=alpha_init_std,
                          options={"seed": seed, "tau_max": tau_max, "tau_min": tau_min,
-                                  "tau_schedule": tau_schedule})
+                                  "tau_schedule": tau_schedule, "auxiliary_skip": auxiliary_skip})
         self.seed = seed
+        self.auxiliary_skip = auxiliary_skip
+        if auxiliary_skip:
+            add_auxiliary_skips(supernet)
         self.tau_max, self.tau_min, self.tau_schedule = tau_max, tau_min, tau_schedule
         self.tau = tau_max
         self.sizes = {label: len(names) for label, names in self.arch.candidates.items()}
@@ -146,6 +154,8 @@ class GumbelSearch(OneShotSearch):
                                tau_max=self.tau_max, tau_min=self.tau_min,
                                schedule=self.tau_schedule)
         self.log("train/tau", self.tau, on_step=False, on_epoch=True)
+        if self.auxiliary_skip:
+            update_auxiliary_skip(self)
 
 
 class GdasSearch(GumbelSearch):
