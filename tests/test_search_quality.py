@@ -99,3 +99,18 @@ def test_nb201_paper_preset(algorithm: str, epochs: int) -> None:
     if algorithm != "spos":
         arch = cfg.algorithm.arch_optimizer
         assert (arch.lr, list(arch.betas), arch.weight_decay) == (0.0003, [0.5, 0.999], 0.001)
+
+
+@pytest.mark.parametrize("algorithm", ["gdas", "darts", "snas"])
+def test_nb201_cpu_preset_gives_gdas_the_dense_estimator_with_the_auxiliary_skip(algorithm: str) -> None:
+    cfg = compose_search("experiment=nb201_cpu", f"algorithm={algorithm}", base=())
+    assert (cfg.space.name, cfg.space.channels, cfg.space.layers) == ("nb201", 8, 2)
+    if algorithm == "gdas":
+        assert (cfg.algorithm.estimator, cfg.algorithm.auxiliary_skip) == ("dense", True)
+        assert cfg.trainer.max_epochs == 30
+    else:  # the other algorithms keep their own defaults and the preset's 10 epochs
+        assert cfg.trainer.max_epochs == 10 and "estimator" not in cfg.algorithm
+        assert cfg.algorithm.get("auxiliary_skip", False) is False
+    overridden = compose_search("experiment=nb201_cpu", "algorithm=gdas", "trainer.max_epochs=5",
+                                "algorithm.estimator=reference", base=())
+    assert (overridden.trainer.max_epochs, overridden.algorithm.estimator) == (5, "reference")
