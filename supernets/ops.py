@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from supernets.depthwise import DepthwiseConv2d
 from supernets.errors import SpaceError
 from supernets.maxpool import MaxPool
 
@@ -37,8 +38,7 @@ class DilConv(nn.Sequential):
                  dilation: int, affine: bool = True) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                      groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, kernel_size, stride, padding, dilation),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
