@@ -31,15 +31,16 @@ class _DepthwiseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, padding: int,
                 dilation: int) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.options = (padding, dilation)
+        # the input only for the weight gradient: with the weights constant (the architecture
+        # step) it is not kept
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)
+        ctx.options = (padding, dilation, x.shape[1])
         return F.conv2d(x, weight, None, 1, padding, dilation, x.shape[1])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        padding, dilation = ctx.options
-        channels = x.shape[1]
+        padding, dilation, channels = ctx.options
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_x = F.conv2d(grad, weight.flip((2, 3)), None, 1, padding, dilation, channels)

@@ -1,5 +1,5 @@
-"""The alternating A/B benchmarks (recompute_ab.py, shared_relu_ab.py): their shared timing loop
-and what they print."""
+"""The alternating A/B benchmarks (recompute_ab.py, shared_relu_ab.py, depthwise_ab.py): their
+shared timing loop and what they print."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import depthwise_ab  # noqa: E402
 import profile_darts_step  # noqa: E402
 import recompute_ab  # noqa: E402
 import shared_relu_ab  # noqa: E402
@@ -36,3 +37,17 @@ def test_both_scripts_print_a_ratio_per_variant(capsys) -> None:
                           for line in lines[:3])
     assert constant < new < old  # one ReLU per edge keeps less; constant weights less again
     assert "new/old" in lines[-1]
+
+
+def test_depthwise_ab_switches_every_capable_convolution(capsys) -> None:
+    args, setup = profile_darts_step.ab_setup(TINY, "t", rounds=1)
+    switch = depthwise_ab.flipped_switch(setup[0])
+    capable = [m for m in setup[0].modules() if getattr(m, "flipped_backward", False)]
+    assert capable  # every stride-1 sep_conv / dil_conv depthwise convolution
+    switch("old")
+    assert not any(m.flipped_backward for m in capable)
+    switch("new")
+    assert all(m.flipped_backward for m in capable)
+    depthwise_ab.main([*TINY, "--rounds", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("batch 2 | channels 2 | cells 3") and "new/old" in lines[1]

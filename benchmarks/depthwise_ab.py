@@ -1,0 +1,48 @@
+"""A/B in one process: the DARTS step with the flipped-kernel input gradient of every size-keeping
+depthwise convolution (``new``, :class:`supernets.depthwise.DepthwiseConv2d`) against torch's own
+depthwise backward (``old``).
+
+Both variants are the same supernet (same weights); the variants alternate step by step (the
+order flips every round, after an untimed round) so that the machine's load weighs on both alike.
+A step is the first-order DARTS step maths of ``profile_darts_step.py``.
+
+    python benchmarks/depthwise_ab.py                       # batch 32, 8 ch, 5 cells, 5 rounds
+    python benchmarks/depthwise_ab.py --batch 64 --channels 16 --layers 8 --rounds 3
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+
+import torch
+from torch import nn
+
+from profile_darts_step import ab_setup, alternating_step_seconds
+from supernets.depthwise import DepthwiseConv2d
+
+
+def flipped_switch(model: nn.Module):
+    """A function that turns the flipped-kernel input gradient on (``new``) or off (``old``) on
+    every depthwise convolution of ``model`` that can take it."""
+    capable = [m for m in model.modules() if isinstance(m, DepthwiseConv2d) and m.flipped_backward]
+
+    def switch(variant: str) -> None:
+        for module in capable:
+            module.flipped_backward = variant == "new"
+    return switch
+
+
+def main(argv: list[str]) -> None:
+    args, setup = ab_setup(argv, __doc__.splitlines()[0], rounds=5)
+    seconds = alternating_step_seconds(setup, ("old", "new"), flipped_switch(setup[0]), args.rounds)
+    old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
+    print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
+          f"threads {torch.get_num_threads()} | {args.rounds} rounds")
+    ratios = ", ".join(f"{n / o:.3f}" for o, n in zip(seconds["old"], seconds["new"]))
+    print(f"  old {old:.2f} s/step  new {new:.2f} s/step  new/old {new / old:.3f}  "
+          f"(per-round ratios: {ratios})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
