@@ -1,6 +1,6 @@
-"""A/B in one process: the DARTS step with the flipped-kernel input gradient of every size-keeping
-depthwise convolution (``new``, :class:`supernets.depthwise.DepthwiseConv2d`) against torch's own
-depthwise backward (``old``).
+"""A/B in one process: the DARTS step with the depthwise convolutions of
+:class:`supernets.depthwise.DepthwiseConv2d` (``new``: the flipped-kernel input gradient, dilated
+stride-2 convolutions on the even grid) against torch's own depthwise convolution (``old``).
 
 Both variants are the same supernet (same weights); the variants alternate step by step (the
 order flips every round, after an untimed round) so that the machine's load weighs on both alike.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+from typing import Callable
 
 import torch
 from torch import nn
@@ -22,20 +23,22 @@ from profile_darts_step import ab_setup, alternating_step_seconds
 from supernets.depthwise import DepthwiseConv2d
 
 
-def flipped_switch(model: nn.Module):
-    """A function that turns the flipped-kernel input gradient on (``new``) or off (``old``) on
-    every depthwise convolution of ``model`` that can take it."""
-    capable = [m for m in model.modules() if isinstance(m, DepthwiseConv2d) and m.flipped_backward]
+def depthwise_switch(model: nn.Module) -> Callable[[str], None]:
+    """A function that turns our depthwise paths on (``new``) or off (``old``, torch's
+    convolution) on every depthwise convolution of ``model``."""
+    modules = {m: (m.even_grid, m.flipped_backward) for m in model.modules()
+               if isinstance(m, DepthwiseConv2d)}
 
     def switch(variant: str) -> None:
-        for module in capable:
-            module.flipped_backward = variant == "new"
+        for module, (even_grid, flipped) in modules.items():
+            module.even_grid = even_grid and variant == "new"
+            module.flipped_backward = flipped and variant == "new"
     return switch
 
 
 def main(argv: list[str]) -> None:
     args, setup = ab_setup(argv, __doc__.splitlines()[0], rounds=5)
-    seconds = alternating_step_seconds(setup, ("old", "new"), flipped_switch(setup[0]), args.rounds)
+    seconds = alternating_step_seconds(setup, ("old", "new"), depthwise_switch(setup[0]), args.rounds)
     old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
     print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
           f"threads {torch.get_num_threads()} | {args.rounds} rounds")

@@ -33,7 +33,8 @@ def test_values_and_gradients_are_nn_conv2d_s(kernel: int, dilation: int, stride
                                               channels_last: bool) -> None:
     torch.manual_seed(0)
     ours, reference = _pair(kernel, stride, dilation)
-    assert ours.flipped_backward == (stride == 1)
+    assert ours.even_grid == (stride == 2 and dilation == 2)
+    assert ours.flipped_backward == (stride == 1 or dilation == 2)
     x = torch.randn(2, 3, 11, 11, dtype=torch.double)  # odd sizes too
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -43,6 +44,24 @@ def test_values_and_gradients_are_nn_conv2d_s(kernel: int, dilation: int, stride
     upstream = torch.randn_like(out)
     got = torch.autograd.grad(out, [x, ours.weight], upstream)
     want = torch.autograd.grad(expected, [x, reference.weight], upstream)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [8, 9])
+@pytest.mark.parametrize("even_grid, flipped", [(True, True), (True, False), (False, False)])
+def test_dilated_stride_two_on_the_even_grid_and_either_switch_off(size: int, even_grid: bool,
+                                                                   flipped: bool) -> None:
+    torch.manual_seed(0)
+    ours, reference = _pair(5, 2, 2)
+    ours.even_grid, ours.flipped_backward = even_grid, flipped
+    x = torch.randn(2, 3, size, size, dtype=torch.double, requires_grad=True)
+    out = ours(x)
+    assert out.shape == reference(x).shape == (2, 3, (size + 1) // 2, (size + 1) // 2)
+    assert ("Depthwise" in out.grad_fn.name()) == flipped
+    upstream = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, ours.weight], upstream)
+    want = torch.autograd.grad(reference(x), [x, reference.weight], upstream)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
