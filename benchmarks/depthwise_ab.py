@@ -14,31 +14,18 @@ from __future__ import annotations
 
 import statistics
 import sys
-from typing import Callable
 
 import torch
-from torch import nn
 
 from profile_darts_step import ab_setup, alternating_step_seconds
-from supernets.depthwise import DepthwiseConv2d
-
-
-def depthwise_switch(model: nn.Module) -> Callable[[str], None]:
-    """A function that turns our depthwise paths on (``new``) or off (``old``, torch's
-    convolution) on every depthwise convolution of ``model``."""
-    modules = {m: (m.even_grid, m.flipped_backward) for m in model.modules()
-               if isinstance(m, DepthwiseConv2d)}
-
-    def switch(variant: str) -> None:
-        for module, (even_grid, flipped) in modules.items():
-            module.even_grid = even_grid and variant == "new"
-            module.flipped_backward = flipped and variant == "new"
-    return switch
+from supernets.depthwise import use_depthwise_fast_paths
 
 
 def main(argv: list[str]) -> None:
     args, setup = ab_setup(argv, __doc__.splitlines()[0], rounds=5)
-    seconds = alternating_step_seconds(setup, ("old", "new"), depthwise_switch(setup[0]), args.rounds)
+    seconds = alternating_step_seconds(
+        setup, ("old", "new"), lambda variant: use_depthwise_fast_paths(setup[0], variant == "new"),
+        args.rounds)
     old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
     print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
           f"threads {torch.get_num_threads()} | {args.rounds} rounds")

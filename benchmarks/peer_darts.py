@@ -25,6 +25,7 @@ from torch import nn
 
 from common import StepTimer, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
+from supernets.depthwise import use_depthwise_fast_paths
 from supernets.maxpool import MaxPool
 from supernets.mixed import set_relu_sharing
 from supernets.spaces import create_supernet
@@ -46,6 +47,7 @@ class OriginalDarts:
                  momentum: float = 0.9, weight_decay: float = 3e-4) -> None:
         set_relu_sharing(supernet, False)  # every candidate computes its own ReLU, as there
         _torch_max_pools(supernet)  # and max pooling stores its indices
+        use_depthwise_fast_paths(supernet, False)  # and depthwise convolutions are torch's
         self.model = supernet
         self.alphas = {label: (1e-3 * torch.randn(len(names))).requires_grad_()
                        for label, names in supernet.choice_points().items()}

@@ -61,15 +61,21 @@ class DepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(channels, channels, kernel_size, groups=channels, bias=False)`` (square
     kernel, one stride, padding and dilation), computed as above where it applies. Its
     parameters and state dict are ``nn.Conv2d``'s. ``even_grid`` (dilation 2, stride 2, even
-    padding) and ``flipped_backward`` (the flipped-kernel input gradient) can be switched off
-    to run torch's convolution as it is."""
+    padding) and ``flipped_backward`` (the flipped-kernel input gradient) tell which applies;
+    :meth:`use_fast_paths` switches them off, to run torch's convolution as it is."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int,
                  dilation: int = 1) -> None:
         super().__init__(channels, channels, kernel_size, stride=stride, padding=padding,
                          dilation=dilation, groups=channels, bias=False)
-        self.even_grid = stride == 2 and dilation == 2 and padding % 2 == 0
-        self.flipped_backward = keeps_size(kernel_size, *self._settings(self.even_grid))
+        self.use_fast_paths(True)
+
+    def use_fast_paths(self, enabled: bool) -> None:
+        """Compute as above where it applies (``True``), or as ``nn.Conv2d`` does."""
+        stride, padding, dilation = self.stride[0], self.padding[0], self.dilation[0]
+        self.even_grid = enabled and stride == 2 and dilation == 2 and padding % 2 == 0
+        self.flipped_backward = enabled and keeps_size(self.kernel_size[0],
+                                                       *self._settings(self.even_grid))
 
     def _settings(self, even_grid: bool) -> tuple[int, int, int]:
         """(stride, padding, dilation) of the convolution actually run."""
@@ -86,3 +92,10 @@ class DepthwiseConv2d(nn.Conv2d):
                 and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()):
             return _DepthwiseFunction.apply(x, self.weight, padding, dilation)
         return F.conv2d(x, self.weight, None, stride, padding, dilation, self.groups)
+
+
+def use_depthwise_fast_paths(module: nn.Module, enabled: bool) -> None:
+    """:meth:`DepthwiseConv2d.use_fast_paths` on every depthwise convolution of ``module``."""
+    for child in module.modules():
+        if isinstance(child, DepthwiseConv2d):
+            child.use_fast_paths(enabled)

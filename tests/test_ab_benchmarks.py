@@ -11,7 +11,7 @@ import depthwise_ab  # noqa: E402
 import profile_darts_step  # noqa: E402
 import recompute_ab  # noqa: E402
 import shared_relu_ab  # noqa: E402
-from supernets.depthwise import DepthwiseConv2d  # noqa: E402
+from supernets.depthwise import DepthwiseConv2d, use_depthwise_fast_paths  # noqa: E402
 
 TINY = ["--batch", "2", "--channels", "2", "--layers", "3"]
 
@@ -40,16 +40,15 @@ def test_both_scripts_print_a_ratio_per_variant(capsys) -> None:
     assert "new/old" in lines[-1]
 
 
-def test_depthwise_ab_switches_every_depthwise_convolution(capsys) -> None:
+def test_depthwise_fast_paths_switch_off_and_back_on(capsys) -> None:
     args, setup = profile_darts_step.ab_setup(TINY, "t", rounds=1)
-    switch = depthwise_ab.depthwise_switch(setup[0])
     modules = [m for m in setup[0].modules() if isinstance(m, DepthwiseConv2d)]
     flipped = [m for m in modules if m.flipped_backward]
     even = [m for m in modules if m.even_grid]
     assert flipped and even  # sep_conv / dil_conv, and the reduction cells' dil_conv
-    switch("old")
+    use_depthwise_fast_paths(setup[0], False)
     assert not any(m.flipped_backward or m.even_grid for m in modules)
-    switch("new")
+    use_depthwise_fast_paths(setup[0], True)
     assert [m for m in modules if m.flipped_backward] == flipped
     assert [m for m in modules if m.even_grid] == even
     depthwise_ab.main([*TINY, "--rounds", "1"])

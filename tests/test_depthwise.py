@@ -54,7 +54,8 @@ def test_dilated_stride_two_on_the_even_grid_and_either_switch_off(size: int, ev
                                                                    flipped: bool) -> None:
     torch.manual_seed(0)
     ours, reference = _pair(5, 2, 2)
-    ours.even_grid, ours.flipped_backward = even_grid, flipped
+    ours.use_fast_paths(even_grid)
+    ours.flipped_backward = flipped and ours.flipped_backward
     x = torch.randn(2, 3, size, size, dtype=torch.double, requires_grad=True)
     out = ours(x)
     assert out.shape == reference(x).shape == (2, 3, (size + 1) // 2, (size + 1) // 2)

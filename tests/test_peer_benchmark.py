@@ -14,6 +14,7 @@ import torch
 
 from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
 from supernets.darts.search import DartsSupernet
+from supernets.depthwise import DepthwiseConv2d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from peer_darts import OriginalDarts  # noqa: E402
@@ -38,3 +39,5 @@ def test_original_second_order_gradient_is_ours() -> None:
     assert any(a.grad.abs().sum() > 0 for a in alphas)
     pools = [type(m) for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
     assert pools and set(pools) == {torch.nn.MaxPool2d}  # the original's pools keep their indices
+    depthwise = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
+    assert depthwise and not any(m.flipped_backward or m.even_grid for m in depthwise)  # torch's
