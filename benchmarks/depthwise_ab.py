@@ -12,12 +12,9 @@ A step is the first-order DARTS step maths of ``profile_darts_step.py``.
 
 from __future__ import annotations
 
-import statistics
 import sys
 
-import torch
-
-from profile_darts_step import ab_setup, alternating_step_seconds
+from profile_darts_step import ab_setup, alternating_step_seconds, print_old_new
 from supernets.depthwise import use_depthwise_fast_paths
 
 
@@ -26,12 +23,7 @@ def main(argv: list[str]) -> None:
     seconds = alternating_step_seconds(
         setup, ("old", "new"), lambda variant: use_depthwise_fast_paths(setup[0], variant == "new"),
         args.rounds)
-    old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
-    print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
-          f"threads {torch.get_num_threads()} | {args.rounds} rounds")
-    ratios = ", ".join(f"{n / o:.3f}" for o, n in zip(seconds["old"], seconds["new"]))
-    print(f"  old {old:.2f} s/step  new {new:.2f} s/step  new/old {new / old:.3f}  "
-          f"(per-round ratios: {ratios})")
+    print_old_new(args, seconds)
 
 
 if __name__ == "__main__":

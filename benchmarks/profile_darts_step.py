@@ -12,6 +12,7 @@ seconds of each phase and the operators with the most self CPU time.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from typing import Callable, Sequence
@@ -89,6 +90,17 @@ def alternating_step_seconds(setup: Setup, variants: Sequence[str], switch: Call
             if r:
                 seconds[variant].append(time.perf_counter() - start)
     return seconds
+
+
+def print_old_new(args: argparse.Namespace, seconds: dict[str, list[float]]) -> None:
+    """The sizes, then the median seconds of variants ``old`` and ``new``, their ratio and the
+    ratio of every round."""
+    old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
+    print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
+          f"threads {torch.get_num_threads()} | {args.rounds} rounds")
+    ratios = ", ".join(f"{n / o:.3f}" for o, n in zip(seconds["old"], seconds["new"]))
+    print(f"  old {old:.2f} s/step  new {new:.2f} s/step  new/old {new / old:.3f}  "
+          f"(per-round ratios: {ratios})")
 
 
 def main(argv: list[str]) -> None:

@@ -14,14 +14,13 @@ which runs with the weights as constants.
 from __future__ import annotations
 
 import contextlib
-import statistics
 import sys
 
 import torch
 from torch import nn
 
 from oneshot.search.architecture import ArchitectureParameters, weights_as_constants
-from profile_darts_step import ab_setup, alternating_step_seconds
+from profile_darts_step import ab_setup, alternating_step_seconds, print_old_new
 from supernets.mixed import set_relu_sharing
 
 
@@ -51,12 +50,7 @@ def main(argv: list[str]) -> None:
     print(f"new, weights as constants (the architecture step): {frozen_gib:.3f} GiB per forward")
     seconds = alternating_step_seconds(
         setup, ("old", "new"), lambda variant: set_relu_sharing(model, variant == "new"), args.rounds)
-    old, new = statistics.median(seconds["old"]), statistics.median(seconds["new"])
-    print(f"batch {args.batch} | channels {args.channels} | cells {args.layers} | "
-          f"threads {torch.get_num_threads()} | {args.rounds} rounds")
-    ratios = ", ".join(f"{n / o:.3f}" for o, n in zip(seconds["old"], seconds["new"]))
-    print(f"  old {old:.2f} s/step  new {new:.2f} s/step  new/old {new / old:.3f}  "
-          f"(per-round ratios: {ratios})")
+    print_old_new(args, seconds)
 
 
 if __name__ == "__main__":
