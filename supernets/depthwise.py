@@ -87,8 +87,7 @@ class DepthwiseConv2d(nn.Conv2d):
         if self.even_grid:
             x = x[:, :, ::2, ::2]
         stride, padding, dilation = self._settings(self.even_grid)
-        if (self.flipped_backward and keeps_size(self.kernel_size[0], stride, padding, dilation)
-                and x.device.type == "cpu" and torch.is_grad_enabled()
+        if (self.flipped_backward and x.device.type == "cpu" and torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()):
             return _DepthwiseFunction.apply(x, self.weight, padding, dilation)
         return F.conv2d(x, self.weight, None, stride, padding, dilation, self.groups)
