@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 from pathlib import Path
 
@@ -134,6 +135,9 @@ def expected_gdas_gradient(net: torch.nn.Module, batches: list[tuple[torch.Tenso
 
 def estimator_bias(args: argparse.Namespace) -> None:
     """The expected GDAS alpha gradient per edge and candidate, and whole cells' accuracies."""
+    if args.skip_beta is not None and not (math.isfinite(args.skip_beta) and args.skip_beta >= 0):
+        raise SystemExit(f"error: --skip-beta must be a number >= 0 (the auxiliary skips' "
+                         f"weight; 0 measures without them), got {args.skip_beta}")
     checkpoint = args.run_dir / "checkpoints" / "last.ckpt"
     if not (args.run_dir / "config.yaml").is_file() or not checkpoint.is_file():
         raise SystemExit(f"error: {args.run_dir} is not a search run dir (config.yaml and "
@@ -150,17 +154,17 @@ def estimator_bias(args: argparse.Namespace) -> None:
                             subset=subset)
     space = {k: v for k, v in OmegaConf.to_container(cfg.space, resolve=True).items() if k != "name"}
     net = create_supernet(cfg.space.name, num_classes=dataset.num_classes, **space).train()
-    state = load_weights_only(checkpoint)["state_dict"]
-    net.load_state_dict({k.removeprefix("supernet."): v for k, v in state.items()
-                         if k.startswith("supernet.")})
     beta = args.skip_beta
     if beta is None and cfg.get("algorithm", {}).get("auxiliary_skip", False):
         epochs = int(cfg.trainer.max_epochs)
         beta = auxiliary_skip_weight(epochs - 1, epochs)
-    if beta is not None:
+    if beta is not None:  # before loading: the skips are part of the run's supernet
         add_auxiliary_skips(net)
         set_auxiliary_skip_weight(net, beta)
         print(f"with the auxiliary skips (DARTS-) at weight {beta:g}")
+    state = load_weights_only(checkpoint)["state_dict"]
+    net.load_state_dict({k.removeprefix("supernet."): v for k, v in state.items()
+                         if k.startswith("supernet.")})
     points = net.choice_points()
     batches = [(data.evaluate(x), y) for x, y in data.val_dataloader()]
     expected, gain = expected_gdas_gradient(net, batches, args.batches, torch.Generator().manual_seed(0),

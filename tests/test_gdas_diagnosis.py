@@ -119,3 +119,6 @@ def test_a_dir_that_is_not_an_nb201_search_is_one_line(tmp_path) -> None:
                    tmp_path / "config.yaml")
     with pytest.raises(SystemExit, match="searched space=darts; this measurement needs a space=nb201"):
         gdas_diagnosis.main(["estimator", str(tmp_path)])
+    for bad in ("-1", "nan"):
+        with pytest.raises(SystemExit, match=r"^error: --skip-beta must be a number >= 0 .*got"):
+            gdas_diagnosis.main(["estimator", str(tmp_path), "--skip-beta", bad])
