@@ -25,9 +25,9 @@ from supernets.genotype_file import load_genotype_file
 from supernets.nb201.search import Nb201Supernet
 from supernets.ops import FactorizedReduce
 from supernets.partial import PartialChannels, channel_shuffle
-from supernets.spaces import get_space
+from supernets.spaces import create_network, get_space
 from supernets.supernet import Supernet
-from test_algorithm_spaces import NO_SPACE, SPACE_TINY, _compose_retrain
+from test_algorithm_spaces import NETWORK_TINY, NO_SPACE, SPACE_TINY, _compose_retrain
 
 
 class OneChoice(Supernet):
@@ -165,14 +165,17 @@ class SkipProbe(pl.Callback):
             self.betas.append({float(s.beta) for s in auxiliary_skips(pl_module.supernet)})
 
 
-@pytest.mark.parametrize("algorithm", [("algorithm=darts",),
-                                       ("algorithm=gdas", "algorithm.estimator=dense")])
-def test_search_with_auxiliary_skip_and_its_genotype_retrains(tmp_path: Path,
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+@pytest.mark.parametrize("algorithm", [("algorithm=darts",), ("algorithm=sdarts",),
+                                       ("algorithm=pcdarts",), ("algorithm=gdas",),
+                                       ("algorithm=gdas", "algorithm.estimator=dense"),
+                                       ("algorithm=snas",)])
+def test_search_with_auxiliary_skip_and_its_genotype_retrains(tmp_path: Path, space: str,
                                                              algorithm: tuple[str, ...]) -> None:
     probe = SkipProbe()
     original = train_module.build_trainer
     cfg = compose_search(f"run_dir={tmp_path}", *algorithm, "algorithm.auxiliary_skip=true",
-                         *SPACE_TINY["nb201"], "trainer.limit_train_batches=1",
+                         *SPACE_TINY[space], "trainer.limit_train_batches=1",
                          "trainer.limit_val_batches=1", base=NO_SPACE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_module, "build_trainer",
@@ -181,11 +184,11 @@ def test_search_with_auxiliary_skip_and_its_genotype_retrains(tmp_path: Path,
     assert probe.betas == [{1.0}, {0.5}]  # two epochs: 1 - epoch / 2
     document = load_genotype_file(tmp_path / "genotype.json")
     assert document.meta["algorithm"] == algorithm[0].removeprefix("algorithm=")
-    genotype = get_space("nb201").genotype_from_dict(document.genotype)
+    genotype = get_space(space).genotype_from_dict(document.genotype)
     assert genotype == result["genotype"]  # the space's usual genotype
-    fixed = get_space("nb201").supernet.fixed_network(genotype, channels=4, layers=1)
+    fixed = create_network(space, genotype, num_classes=10, **NETWORK_TINY[space])
     assert not any(isinstance(m, AuxiliarySkip) for m in fixed.modules())
-    metrics = _retrain_tiny(tmp_path, "nb201")
+    metrics = _retrain_tiny(tmp_path, space)
     assert metrics["genotype"] == str(genotype) and 0.0 <= metrics["test_acc"] <= 1.0
 
 
