@@ -1,8 +1,9 @@
 """Our DARTS search step against the original DARTS code's step maths, in the same run, alternating.
 
 "Original" is a re-implementation of quark0/darts's ``train_search.py`` step on the same supernet
-modules: the architecture step backpropagates the alpha-half loss through everything (weights
-included) and, for second order, builds an unrolled *copy of the model* for the virtual step and
+modules: every edge sums all its candidates' weighted outputs, the zeros of ``none`` included;
+the architecture step backpropagates the alpha-half loss through everything (weights included)
+and, for second order, builds an unrolled *copy of the model* for the virtual step and
 takes the Hessian-vector product by finite differences; then the weight step with gradient
 clipping. It runs on fixed random tensors in NCHW, as the 2018 code did (no data loading, which
 favours it), on the CPU. "Ours" is the real Lightning loop with our data pipeline (``oneshot.train``'s
@@ -18,6 +19,7 @@ import argparse
 import copy
 import statistics
 import time
+import types
 
 import pytorch_lightning as pl
 import torch
@@ -27,7 +29,7 @@ from common import StepTimer, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
 from supernets.depthwise import use_depthwise_fast_paths
 from supernets.maxpool import MaxPool
-from supernets.mixed import set_relu_sharing
+from supernets.mixed import MixedOp, set_relu_sharing
 from supernets.spaces import create_supernet
 
 
@@ -40,6 +42,18 @@ def _torch_max_pools(module: nn.Module) -> None:
             _torch_max_pools(child)
 
 
+def _original_mixed_forward(edge: MixedOp, x: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """The original ``MixedOp.forward``: every candidate, ``none`` (``x.mul(0.)``) included."""
+    return sum(w * op(x) for w, op in zip(row, edge.ops))
+
+
+def _original_mixing(module: nn.Module) -> None:
+    """Make every edge of ``module`` mix its candidates as the original code does."""
+    for edge in module.modules():
+        if isinstance(edge, MixedOp):
+            edge.forward = types.MethodType(_original_mixed_forward, edge)
+
+
 class OriginalDarts:
     """The step maths of the original DARTS code (architect.py + train_search.py)."""
 
@@ -48,6 +62,7 @@ class OriginalDarts:
         set_relu_sharing(supernet, False)  # every candidate computes its own ReLU, as there
         _torch_max_pools(supernet)  # and max pooling stores its indices
         use_depthwise_fast_paths(supernet, False)  # and depthwise convolutions are torch's
+        _original_mixing(supernet)  # and every edge computes its none candidate and sums
         self.model = supernet
         self.alphas = {label: (1e-3 * torch.randn(len(names))).requires_grad_()
                        for label, names in supernet.choice_points().items()}

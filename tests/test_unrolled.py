@@ -65,7 +65,7 @@ def _hypergradient(problem: dict) -> list[torch.Tensor]:
     arch = problem["arch"]
     return unrolled_arch_gradients(problem["model"], arch.softmax, arch.parameters_list(),
                                    problem["batch_w"], problem["batch_a"], problem["criterion"],
-                                   STEP, problem["momentum"])
+                                   STEP, problem["momentum"]).alphas
 
 
 def _directional_fd(problem: dict, direction: Sequence[torch.Tensor], h: float = 1e-5) -> float:
@@ -91,6 +91,16 @@ def test_hypergradient_matches_finite_differences(problem: dict) -> None:
     assert abs(first_order - numeric) > 0.2 * abs(numeric)
 
 
+def test_the_reported_loss_is_the_unrolled_validation_loss(problem: dict) -> None:
+    arch = problem["arch"]
+    result = unrolled_arch_gradients(problem["model"], arch.softmax, arch.parameters_list(),
+                                     problem["batch_w"], problem["batch_a"], problem["criterion"],
+                                     STEP, problem["momentum"])
+    assert not result.loss.requires_grad
+    assert result.loss.item() == pytest.approx(
+        _unrolled_loss(problem, [a.detach() for a in arch.parameters_list()]), rel=1e-10)
+
+
 def test_hypergradient_coordinates_match_finite_differences(problem: dict) -> None:
     grads = _hypergradient(problem)
     flat = torch.cat([g.flatten() for g in grads])
@@ -107,7 +117,7 @@ def test_momentum_buffers_enter_the_virtual_step(problem: dict) -> None:
     arch = problem["arch"]
     grads = unrolled_arch_gradients(problem["model"], arch.softmax, arch.parameters_list(),
                                     problem["batch_w"], problem["batch_a"], problem["criterion"],
-                                    STEP, {})
+                                    STEP, {}).alphas
     zeros = {name: torch.zeros_like(p) for name, p in problem["model"].named_parameters()}
     generator = torch.Generator().manual_seed(2)
     direction = [torch.randn(g.shape, generator=generator, dtype=torch.float64) for g in grads]

@@ -46,14 +46,14 @@ class DartsSearch(OneShotSearch):
 
     def architecture_step(self, batch_w: Batch, batch_a: Batch) -> torch.Tensor:
         alphas = self.arch.parameters_list()
-        x_a, y_a = batch_a
         if self.unrolled:
-            grads = unrolled_arch_gradients(
+            # the loss reported is the one differentiated, at the virtual step's weights: no
+            # further forward pass at the current weights just to log it
+            grads, arch_loss = unrolled_arch_gradients(
                 self.supernet, self.arch.softmax, alphas, batch_w, batch_a, self.criterion,
                 self._virtual_step(), self._momentum_buffers())
-            with torch.no_grad():
-                arch_loss = self.criterion(self.supernet(x_a, self.arch_weights()), y_a)
         else:
+            x_a, y_a = batch_a
             with weights_as_constants(self.supernet):
                 loss = self.criterion(self.supernet(x_a, self.arch.softmax()), y_a)
                 grads = torch.autograd.grad(loss, alphas)

@@ -11,7 +11,7 @@ differences, ``(grad_a L_train(w + eps v, a) - grad_a L_train(w - eps v, a)) / (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -30,6 +30,13 @@ class VirtualStep:
     weight_decay: float
 
 
+class UnrolledGradients(NamedTuple):
+    """The alpha gradients of one second-order step and the loss they differentiate."""
+
+    alphas: list[torch.Tensor]
+    loss: torch.Tensor  # L_val(w', a), detached
+
+
 def unrolled_arch_gradients(
     model: nn.Module,
     arch_fn: ArchFn,
@@ -41,8 +48,8 @@ def unrolled_arch_gradients(
     momentum_buffers: Mapping[str, torch.Tensor],
     *,
     hvp_radius: float = 1e-2,
-) -> list[torch.Tensor]:
-    """Gradients of the unrolled validation loss with respect to ``alphas``.
+) -> UnrolledGradients:
+    """Gradients of the unrolled validation loss with respect to ``alphas``, and that loss.
 
     ``arch_fn`` maps the alphas to the architecture passed to ``model(x, arch)``; it is called with
     gradient tracking so the returned gradients flow to ``alphas``. ``momentum_buffers`` maps weight
@@ -84,5 +91,6 @@ def unrolled_arch_gradients(
         with torch.no_grad():
             shifted = {name: weights[name] + sign * eps * dv for name, dv in zip(names, v)}
         hvp_terms.append(torch.autograd.grad(loss_at(shifted, arch_fn(), x_w, y_w), list(alphas)))
-    return [ga - step.lr * (gp - gm) / (2 * eps)
-            for ga, gp, gm in zip(grad_alpha, hvp_terms[0], hvp_terms[1])]
+    return UnrolledGradients([ga - step.lr * (gp - gm) / (2 * eps)
+                              for ga, gp, gm in zip(grad_alpha, hvp_terms[0], hvp_terms[1])],
+                             val_loss.detach())
