@@ -1,4 +1,4 @@
-"""Time of space.recompute=edge and =cell against none, alternating in one process.
+"""Time of space.recompute=weighted, =edge and =cell against none, alternating in one process.
 
 One DARTS supernet whose cells switch their ``recompute`` mode step by step (the order rotates
 every round), so the machine's load weighs on every mode alike; a step is the first-order DARTS

@@ -8,7 +8,7 @@ min and max seconds per step and the peak resident memory (CPU) or peak allocate
     python benchmarks/search_step.py --order second
     python benchmarks/search_step.py --batch 32 --channels 8 --layers 5
     python benchmarks/search_step.py --all                 # the four reference configurations
-    python benchmarks/search_step.py --recompute edge      # space.recompute (none, edge, cell)
+    python benchmarks/search_step.py --recompute edge      # space.recompute (none, weighted, edge, cell)
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--order", choices=("first", "second"), default="first")
     parser.add_argument("--recompute", choices=RECOMPUTE_MODES, default="none",
                         help="space.recompute: store every activation, or recompute each edge's "
-                             "or cell's in backward")
+                             "candidates with weights, each edge's or each cell's in backward")
     add_protocol_args(parser)
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="NHWC memory format (the search default)")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from supernets.errors import SpaceError
+from supernets.recompute import recomputed
 
 
 class SparseRow(NamedTuple):
@@ -61,6 +62,10 @@ class MixedOp(nn.Module):
     A ``none`` candidate contributes exactly zero for any weight, so it is never computed. A
     row with nothing to compute gives the zeros of the ``none`` candidate; callers that can drop
     the edge instead check :func:`is_unused` first and skip the call.
+
+    With ``recompute_weighted`` (``space.recompute=weighted``, set by the cell) the candidates
+    with weights run under :func:`~supernets.recompute.recomputed`: their activations are
+    rebuilt in backward, the parameter-free candidates' are stored.
     """
 
     def __init__(self, candidates: Sequence[str], build: Callable[[str], nn.Module]) -> None:
@@ -70,6 +75,9 @@ class MixedOp(nn.Module):
         self._nonzero = tuple(i for i, name in enumerate(self.candidates) if name != "none")
         self._none_index = self.candidates.index("none") if "none" in self.candidates else None
         self.relu_sharing = True
+        self.recompute_weighted = False
+        self._weighted = frozenset(i for i, op in enumerate(self.ops)
+                                   if next(op.parameters(), None) is not None)
         self._relu_shared = _SharedValue()
         self._relu_first = frozenset(i for i, op in enumerate(self.ops)
                                      if _share_leading_relu(op, self._relu_shared))
@@ -92,13 +100,27 @@ class MixedOp(nn.Module):
                 raise SpaceError("this edge has no active candidate and no 'none' candidate to "
                                  "give zeros; activate one candidate or skip the edge")
             return self.ops[self._none_index](x) * weights[self._none_index]
+        rebuilt = (tuple(i for i in active if i in self._weighted and i not in frozen)
+                   if self.recompute_weighted else ())
+        if not rebuilt:
+            return self._weighted_sum(x, weights, active, frozen)
+        out = recomputed(self, self._weighted_sum, x, weights, rebuilt, frozen)
+        kept = tuple(i for i in active if i not in rebuilt)
+        if kept:
+            out = out + self._weighted_sum(x, weights, kept, frozen)
+        return out
+
+    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor, active: tuple[int, ...],
+                      frozen: tuple[int, ...]) -> torch.Tensor:
+        """``sum_i weights[i] * op_i(x)`` over ``active`` (not empty); ``frozen`` run without
+        autograd."""
         shared = self._relu_shared
         if self.relu_sharing and sum(i in self._relu_first for i in active) > 1:
             shared.input, shared.output = x, torch.relu(x)
         try:
-            out = weights[active[0]] * self._run(active[0], x, active[0] in frozen)
+            out = self._run(active[0], x, active[0] in frozen) * weights[active[0]]
             for i in active[1:]:
-                out = out + weights[i] * self._run(i, x, i in frozen)
+                out = torch.addcmul(out, self._run(i, x, i in frozen), weights[i])
         finally:
             shared.input = shared.output = None
         return out

@@ -4,6 +4,10 @@
 :func:`recomputed`, a non-reentrant :func:`torch.utils.checkpoint.checkpoint`: the forward keeps
 only the part's inputs, and the backward runs the part again to rebuild what it needs. The
 maths is unchanged; the cost is one more forward of the part per backward.
+``space.recompute=weighted`` recomputes, per edge, only the candidates with weights (the
+convolutions) and stores what the parameter-free ones (pools, identity) need: they keep one or
+two maps each where a separable convolution keeps about ten, but a pool with its BatchNorm costs
+as much time as a convolution to run again.
 
 Two things make the second run the same computation as the first:
 
@@ -28,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from supernets.errors import SpaceError
 
-RECOMPUTE_MODES = ("none", "edge", "cell")
+RECOMPUTE_MODES = ("none", "weighted", "edge", "cell")
 
 T = TypeVar("T")
 _Slot = tuple[dict[str, Any], str]
@@ -38,8 +42,27 @@ def check_recompute(recompute: object) -> str:
     """``recompute`` if it is one of :data:`RECOMPUTE_MODES`, else a :class:`SpaceError`."""
     if recompute not in RECOMPUTE_MODES:
         raise SpaceError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)} (none: store "
-                         f"every activation), got {recompute!r}")
+                         f"every activation; each next one stores less), got {recompute!r}")
     return str(recompute)
+
+
+class RecomputeMode:
+    """For a search cell (an ``nn.Module``): its ``recompute`` mode, checked when set; setting
+    it also tells the cell's edges whether to recompute their candidates with weights
+    (``weighted``: every submodule with a ``recompute_weighted`` attribute)."""
+
+    _recompute_mode = "none"
+
+    @property
+    def recompute(self) -> str:
+        return self._recompute_mode
+
+    @recompute.setter
+    def recompute(self, mode: str) -> None:
+        self._recompute_mode = check_recompute(mode)
+        for sub in self.modules():  # type: ignore[attr-defined]
+            if hasattr(sub, "recompute_weighted"):
+                sub.recompute_weighted = mode == "weighted"
 
 
 def recomputed(module: nn.Module, fn: Callable[..., T], *inputs: Any) -> T:

@@ -30,7 +30,7 @@ def test_both_scripts_print_a_ratio_per_variant(capsys) -> None:
     recompute_ab.main([*TINY, "--rounds", "1"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0].strip() for line in lines[1:]] == [
-        "recompute none", "recompute edge", "recompute cell"]
+        "recompute none", "recompute weighted", "recompute edge", "recompute cell"]
     assert lines[1].endswith("1.00x none")
     shared_relu_ab.main([*TINY, "--rounds", "1"])
     lines = capsys.readouterr().out.splitlines()

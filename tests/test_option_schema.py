@@ -30,6 +30,7 @@ from oneshot.commandline.checks import config_groups, run_cli, validate_override
 from oneshot.errors import ConfigError
 from oneshot.retraining.module import RetrainOptimizerConfig
 from oneshot.train import build_trainer, train
+from supernets.recompute import RECOMPUTE_MODES
 from supernets.spaces import get_space
 
 CONFIGS = {"train": "oneshot.conf.search", "retrain": "oneshot.conf.retrain",
@@ -217,6 +218,7 @@ def test_schema_agrees_with_the_classes_the_options_build() -> None:
     assert schema.ALGORITHMS["gdas"]["estimator"].choices == tuple(ESTIMATORS)
     assert schema.ALGORITHMS["proxyless"]["latency.form"].choices == tuple(FORMS)
     assert schema.ALGORITHMS["spos"]["search.strategy"].choices == tuple(STRATEGIES)
+    assert schema.RECOMPUTE.choices == RECOMPUTE_MODES
     assert set(schema.ACCELERATORS) == {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
     lightning = (connector._PRECISION_INPUT_INT, connector._PRECISION_INPUT_STR,
                  connector._PRECISION_INPUT_STR_ALIAS)

@@ -1,4 +1,5 @@
-"""space.recompute=edge|cell: the same gradients and BatchNorm statistics, fewer stored activations.
+"""space.recompute=weighted|edge|cell: the same gradients and BatchNorm statistics, fewer stored
+activations.
 
 Each option's supernet holds the very weights of the default (``none``) one; in float64 the
 weight and alpha gradients (first order, and second order through ``functional_call``) and the
@@ -17,6 +18,7 @@ from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradie
 from oneshot.search.architecture import ArchitectureParameters
 from supernets.darts.search import DartsSupernet
 from supernets.errors import SpaceError
+from supernets.mixed import MixedOp
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.search import Nb201Supernet
 from supernets.spaces import create_network
@@ -65,9 +67,10 @@ def _first_order(model: nn.Module, arch: ArchitectureParameters) -> tuple[list, 
     return list(alpha_grads), [p.grad.clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("space, mode", [("darts", "edge"), ("darts", "cell"),
-                                         ("darts-partial", "edge"), ("nb201", "edge"),
-                                         ("nb201", "cell")])
+@pytest.mark.parametrize("space, mode", [("darts", "weighted"), ("darts", "edge"),
+                                         ("darts", "cell"), ("darts-partial", "weighted"),
+                                         ("darts-partial", "edge"), ("nb201", "weighted"),
+                                         ("nb201", "edge"), ("nb201", "cell")])
 def test_first_order_gradients_and_statistics_are_unchanged(space: str, mode: str) -> None:
     plain, other, arch = _pair(space, mode)
     alphas, weights = _first_order(plain, arch)
@@ -79,7 +82,7 @@ def test_first_order_gradients_and_statistics_are_unchanged(space: str, mode: st
 
 
 @pytest.mark.parametrize("space", ["darts", "nb201"])
-@pytest.mark.parametrize("mode", ["edge", "cell"])
+@pytest.mark.parametrize("mode", ["weighted", "edge", "cell"])
 def test_second_order_gradients_and_statistics_are_unchanged(space: str, mode: str) -> None:
     plain, other, arch = _pair(space, mode)
     momentum = {name: 0.1 * torch.randn_like(p) for name, p in plain.named_parameters()}
@@ -91,36 +94,51 @@ def test_second_order_gradients_and_statistics_are_unchanged(space: str, mode: s
     assert all(p.grad is None for p in other.parameters())
 
 
-def _saved_bytes_and_convolutions(model: nn.Module, arch: ArchitectureParameters,
-                                  part: str) -> tuple[int, int]:
-    """Bytes autograd stores in a forward, and how many times the convolutions inside the
-    recomputed parts (``edges`` or ``cells``) run in forward plus backward."""
+def _saved_bytes_and_runs(model: nn.Module, arch: ArchitectureParameters,
+                          part: str) -> tuple[int, int, int]:
+    """Bytes autograd stores in a forward, and how many times the convolutions and the max
+    pools inside the recomputed parts (``edges`` or ``cells``) run in forward plus backward."""
     saved = [0]
-    calls = [0]
+    calls = {nn.Conv2d: 0, nn.MaxPool2d: 0}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         saved[0] += tensor.numel() * tensor.element_size()
         return tensor
 
-    parts = [cell.edges for cell in model.cells] if part == "edge" else [model.cells]
-    hooks = [m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-             for p in parts for m in p.modules() if isinstance(m, nn.Conv2d)]
+    def counter(kind: type) -> Callable[..., None]:
+        return lambda *_: calls.__setitem__(kind, calls[kind] + 1)
+
+    parts = [model.cells] if part == "cell" else [cell.edges for cell in model.cells]
+    hooks = [m.register_forward_hook(counter(kind)) for p in parts for m in p.modules()
+             for kind in calls if isinstance(m, kind)]
     x, y = _batch(1)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         loss = nn.functional.cross_entropy(model(x, arch.softmax()), y)
     loss.backward()
     for hook in hooks:
         hook.remove()
-    return saved[0], calls[0]
+    return saved[0], calls[nn.Conv2d], calls[nn.MaxPool2d]
 
 
-@pytest.mark.parametrize("mode", ["edge", "cell"])
-def test_recompute_stores_less_and_runs_the_convolutions_again(mode: str) -> None:
+@pytest.mark.parametrize("mode, stored_fraction, pools_run_again",
+                         [("weighted", 1 / 2, False), ("edge", 1 / 3, True), ("cell", 1 / 3, True)])
+def test_recompute_stores_less_and_runs_the_convolutions_again(
+        mode: str, stored_fraction: float, pools_run_again: bool) -> None:
     plain, other, arch = _pair("darts", mode)
-    saved, calls = _saved_bytes_and_convolutions(plain, arch, mode)
-    saved_r, calls_r = _saved_bytes_and_convolutions(other, arch, mode)
-    assert saved_r < saved / 3
-    assert calls_r == 2 * calls > 0
+    saved, convolutions, pools = _saved_bytes_and_runs(plain, arch, mode)
+    saved_r, convolutions_r, pools_r = _saved_bytes_and_runs(other, arch, mode)
+    assert saved_r < saved * stored_fraction
+    assert convolutions_r == 2 * convolutions > 0
+    assert pools_r == (2 * pools if pools_run_again else pools) > 0
+
+
+def test_switching_the_mode_tells_the_edges() -> None:
+    _, other, _ = _pair("darts", "weighted")
+    edges = [m for m in other.modules() if isinstance(m, MixedOp)]
+    assert edges and all(edge.recompute_weighted for edge in edges)
+    for cell in other.cells:
+        cell.recompute = "edge"
+    assert not any(edge.recompute_weighted for edge in edges)
 
 
 def test_the_fixed_networks_ignore_it() -> None:
@@ -139,5 +157,5 @@ def test_the_fixed_networks_ignore_it() -> None:
 
 @pytest.mark.parametrize("build", [DartsSupernet, Nb201Supernet])
 def test_an_unknown_mode_is_one_line(build: Callable[..., nn.Module]) -> None:
-    with pytest.raises(SpaceError, match=r"recompute must be one of none, edge, cell .*'layer'"):
+    with pytest.raises(SpaceError, match=r"recompute must be one of none, weighted, edge, cell .*'layer'"):
         build(channels=4, layers=3, recompute="layer")

@@ -184,7 +184,7 @@ TASKS: dict[str, Table] = {
 # --- space group: oneshot/conf/search/space/*.yaml ----------------------------------------------
 
 CANDIDATES = listing(text())
-RECOMPUTE = text("none", "edge", "cell")
+RECOMPUTE = text("none", "weighted", "edge", "cell")  # supernets.recompute.RECOMPUTE_MODES, without torch
 SPACES: dict[str, Table] = {
     "darts": {"channels": integer(1), "layers": integer(3), "steps": integer(1),
               "multiplier": integer(1), "stem_multiplier": integer(1), "candidates": CANDIDATES,

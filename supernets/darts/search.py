@@ -16,7 +16,7 @@ from supernets.decisions import CellChoices
 from supernets.errors import SpaceError
 from supernets.mixed import SparseRow, is_unused
 from supernets.partial import check_partial_channels, partial_edge
-from supernets.recompute import check_recompute, recomputed
+from supernets.recompute import RecomputeMode, check_recompute, recomputed
 from supernets.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op
 from supernets.supernet import Supernet
 
@@ -29,20 +29,20 @@ def _search_op(name: str, c: int, stride: int) -> nn.Module:
     return op
 
 
-class SearchCell(nn.Module):
+class SearchCell(RecomputeMode, nn.Module):
     """A DARTS cell whose every edge is an :class:`OpChoice` over the candidate operations.
 
     With ``partial_channels`` K > 1 each edge mixes ``1 / K`` of the channels
-    (:func:`~supernets.partial.partial_edge`). ``recompute`` (``edge`` or ``cell``) recomputes
-    every edge's (or the whole cell's) activations in backward instead of storing them
-    (:func:`~supernets.recompute.recomputed`).
+    (:func:`~supernets.partial.partial_edge`). ``recompute`` (``weighted``, ``edge`` or
+    ``cell``) recomputes in backward, instead of storing them, the activations of every edge's
+    candidates with weights, of every edge, or of the whole cell
+    (:mod:`supernets.recompute`).
     """
 
     def __init__(self, *, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, c: int,
                  reduction: bool, reduction_prev: bool, candidates: Sequence[str],
                  partial_channels: int = 1, recompute: str = "none") -> None:
         super().__init__()
-        self.recompute = check_recompute(recompute)
         self.cell_type = CELL_TYPES[1] if reduction else CELL_TYPES[0]
         self.steps = steps
         self.multiplier = multiplier
@@ -56,6 +56,7 @@ class SearchCell(nn.Module):
             self._edge(edge_label(self.cell_type, k), candidates, c,
                        2 if reduction and j < 2 else 1, partial_channels)
             for k, (_, j) in enumerate(self.inputs))
+        self.recompute = recompute
 
     @staticmethod
     def _edge(label: str, candidates: Sequence[str], c: int, stride: int,
@@ -102,8 +103,8 @@ class DartsSupernet(Supernet):
     ``max_skip_connect`` skip connections), ENAS's cell sampling and its evaluation network.
     ``partial_channels`` K > 1 mixes ``1 / K`` of every edge's channels (PC-DARTS; the
     ``pcdarts`` algorithm sets it); the fixed network of a genotype ignores it. ``recompute``
-    (``edge`` or ``cell``) recomputes activations in backward instead of storing them, same
-    maths; the evaluation network of a genotype (:class:`DartsNetwork`) does not take it.
+    (``weighted``, ``edge`` or ``cell``) recomputes activations in backward instead of storing
+    them, same maths; the evaluation network of a genotype (:class:`DartsNetwork`) does not take it.
     """
 
     genotype_class = DartsGenotype

@@ -14,31 +14,31 @@ from supernets.nb201.ops import NB201_OPS
 from supernets.nb201.skeleton import Nb201Skeleton
 from supernets.nb201.topology import CELL, NODES, edge_inputs, edge_label
 from supernets.partial import check_partial_channels, partial_edge
-from supernets.recompute import check_recompute, recomputed
+from supernets.recompute import RecomputeMode, check_recompute, recomputed
 from supernets.supernet import Supernet
 
 
-class SearchCell(nn.Module):
+class SearchCell(RecomputeMode, nn.Module):
     """A NAS-Bench-201 cell: node ``i`` sums one operation choice per earlier node.
 
     Searched, the BatchNorms are not affine; in the fixed network they are, and every chosen
     operation but ``skip_connect`` is dropped with the drop-path probability. With
     ``partial_channels`` K > 1 each edge mixes ``1 / K`` of the channels
-    (:func:`~supernets.partial.partial_edge`). ``recompute`` (``edge`` or ``cell``) recomputes
-    every edge's (or the whole cell's) activations in backward instead of storing them
-    (:func:`~supernets.recompute.recomputed`).
+    (:func:`~supernets.partial.partial_edge`). ``recompute`` (``weighted``, ``edge`` or
+    ``cell``) recomputes in backward, instead of storing them, the activations of every edge's
+    candidates with weights, of every edge, or of the whole cell (:mod:`supernets.recompute`).
     """
 
     def __init__(self, c: int, candidates: Sequence[str], partial_channels: int = 1,
                  recompute: str = "none") -> None:
         super().__init__()
-        self.recompute = check_recompute(recompute)
         self.inputs = edge_inputs()
         self.edges = nn.ModuleList(
             partial_edge(lambda channels, k=k: OpChoice(edge_label(k), candidates,
                                                         channels=channels, drop_path=True),
                          c, partial_channels)
             for k in range(len(self.inputs)))
+        self.recompute = recompute
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.recompute == "cell":
@@ -65,8 +65,8 @@ class Nb201Supernet(Nb201Skeleton, Supernet):
     :mod:`supernets.nb201.topology` for which nodes each edge joins). Its fixed network is the
     benchmark's network of a genotype (affine BatchNorms, 16 channels and 5 cells per stage
     unless given). ``partial_channels`` K > 1 mixes ``1 / K`` of every edge's channels
-    (PC-DARTS; the ``pcdarts`` algorithm sets it). ``recompute`` (``edge`` or ``cell``)
-    recomputes activations in backward instead of storing them, same maths.
+    (PC-DARTS; the ``pcdarts`` algorithm sets it). ``recompute`` (``weighted``, ``edge`` or
+    ``cell``) recomputes activations in backward instead of storing them, same maths.
     """
 
     genotype_class = Nb201Genotype
