@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from supernets.batchnorm import BatchNorm2d
 from supernets.depthwise import DepthwiseConv2d
 from supernets.errors import SpaceError
 from supernets.maxpool import MaxPool
@@ -27,7 +28,7 @@ class ReLUConvBN(nn.Sequential):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -40,7 +41,7 @@ class DilConv(nn.Sequential):
             nn.ReLU(inplace=False),
             DepthwiseConv2d(c_in, kernel_size, stride, padding, dilation),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -67,7 +68,7 @@ class NorConv(nn.Sequential):
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2,
                       bias=not affine),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -94,7 +95,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.bn = BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -120,7 +121,7 @@ OPS: dict[str, OpFactory] = {
         nn.ReLU(inplace=False),
         nn.Conv2d(c, c, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
         nn.Conv2d(c, c, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
-        nn.BatchNorm2d(c, affine=affine),
+        BatchNorm2d(c, affine=affine),
     ),
     "nor_conv_1x1": lambda c, stride, affine: NorConv(c, c, 1, stride, affine),
     "nor_conv_3x3": lambda c, stride, affine: NorConv(c, c, 3, stride, affine),

@@ -11,6 +11,7 @@ from supernets.darts.genotype import DartsGenotype, derive_darts_genotype
 from supernets.darts.sampling import (darts_cell_decisions, sampled_darts_arch,
                                       sampled_darts_genotype)
 from supernets.darts.topology import CELL_TYPES, edge_inputs, edge_label
+from supernets.batchnorm import BatchNorm2d
 from supernets.choices import OpChoice
 from supernets.decisions import CellChoices
 from supernets.errors import SpaceError
@@ -25,7 +26,7 @@ def _search_op(name: str, c: int, stride: int) -> nn.Module:
     """A candidate as DARTS searches it: no affine BatchNorm, pools followed by a BatchNorm."""
     op = create_op(name, c, stride, affine=False)
     if "pool" in name:
-        op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
+        op = nn.Sequential(op, BatchNorm2d(c, affine=False))
     return op
 
 
