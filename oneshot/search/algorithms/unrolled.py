@@ -56,40 +56,39 @@ def unrolled_arch_gradients(
     names to the optimizer's momentum buffers (missing names count as zero).
     """
     names = [name for name, p in model.named_parameters() if p.requires_grad]
-    weights = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-    buffers = dict(model.named_buffers())
+    weights = [p.detach() for name, p in model.named_parameters() if p.requires_grad]
     x_w, y_w = batch_w
     x_a, y_a = batch_a
 
-    def loss_at(params: Mapping[str, torch.Tensor], arch: Mapping[str, torch.Tensor],
+    def loss_at(params: Sequence[torch.Tensor], arch: Mapping[str, torch.Tensor],
                 x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return loss_fn(functional_call(model, {**params, **buffers}, (x, arch)), y)
+        # the module's own buffers: its BatchNorms update their running statistics as usual
+        return loss_fn(functional_call(model, dict(zip(names, params)), (x, arch)), y)
 
     with torch.no_grad():
         fixed_arch = {label: row.detach() for label, row in arch_fn().items()}
-    train_weights = {name: w.detach().requires_grad_() for name, w in weights.items()}
-    grads_w = torch.autograd.grad(loss_at(train_weights, fixed_arch, x_w, y_w),
-                                  [train_weights[n] for n in names])
-    with torch.no_grad():
-        unrolled = {}
-        for name, g in zip(names, grads_w):
-            w = weights[name]
-            direction = g + step.weight_decay * w
-            buf = momentum_buffers.get(name)
-            if buf is not None:
-                direction = direction + step.momentum * buf
-            unrolled[name] = (w - step.lr * direction).requires_grad_()
+    train_weights = [w.detach().requires_grad_() for w in weights]
+    grads_w = torch.autograd.grad(loss_at(train_weights, fixed_arch, x_w, y_w), train_weights)
+    with torch.no_grad():  # the virtual step, one fused operation per term over all weights
+        direction = torch._foreach_add(grads_w, weights, alpha=step.weight_decay)
+        moving = [(i, momentum_buffers[name]) for i, name in enumerate(names)
+                  if name in momentum_buffers]
+        if moving:
+            torch._foreach_add_([direction[i] for i, _ in moving], [buf for _, buf in moving],
+                                alpha=step.momentum)
+        unrolled = [w.requires_grad_() for w in torch._foreach_add(weights, direction, alpha=-step.lr)]
 
     val_loss = loss_at(unrolled, arch_fn(), x_a, y_a)
-    grads = torch.autograd.grad(val_loss, [unrolled[n] for n in names] + list(alphas))
-    v, grad_alpha = grads[: len(names)], grads[len(names):]
+    grads = torch.autograd.grad(val_loss, unrolled + list(alphas))
+    v, grad_alpha = list(grads[: len(names)]), grads[len(names):]
 
     with torch.no_grad():
-        eps = hvp_radius / torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in v]))
+        eps = hvp_radius / torch.linalg.vector_norm(torch.stack(torch._foreach_norm(v)))
+        scaled = torch._foreach_mul(v, eps)
     hvp_terms = []
-    for sign in (1.0, -1.0):
+    for shift in (torch._foreach_add, torch._foreach_sub):
         with torch.no_grad():
-            shifted = {name: weights[name] + sign * eps * dv for name, dv in zip(names, v)}
+            shifted = shift(weights, scaled)
         hvp_terms.append(torch.autograd.grad(loss_at(shifted, arch_fn(), x_w, y_w), list(alphas)))
     return UnrolledGradients([ga - step.lr * (gp - gm) / (2 * eps)
                               for ga, gp, gm in zip(grad_alpha, hvp_terms[0], hvp_terms[1])],
