@@ -27,6 +27,7 @@ from torch import nn
 
 from common import StepTimer, device_and_peak, search_data, timing
 from oneshot.search.algorithms import create_algorithm
+from supernets.batchnorm import use_batchnorm_wide_view
 from supernets.depthwise import use_depthwise_fast_paths
 from supernets.maxpool import MaxPool
 from supernets.mixed import MixedOp, set_relu_sharing
@@ -62,6 +63,7 @@ class OriginalDarts:
         set_relu_sharing(supernet, False)  # every candidate computes its own ReLU, as there
         _torch_max_pools(supernet)  # and max pooling stores its indices
         use_depthwise_fast_paths(supernet, False)  # and depthwise convolutions are torch's
+        use_batchnorm_wide_view(supernet, False)  # and so are its BatchNorms
         _original_mixing(supernet)  # and every edge computes its none candidate and sums
         self.model = supernet
         self.alphas = {label: (1e-3 * torch.randn(len(names))).requires_grad_()

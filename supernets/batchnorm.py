@@ -109,7 +109,10 @@ class _ViewBatchNorm(torch.autograd.Function):
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and state dict) that normalises channels-last
     CPU maps of fewer than 16 channels through the wide view above when it uses batch
-    statistics."""
+    statistics; with ``wide_view = False`` (:func:`use_batchnorm_wide_view`) it is
+    ``nn.BatchNorm2d`` throughout."""
+
+    wide_view = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self._view_factor(x)
@@ -128,10 +131,17 @@ class BatchNorm2d(nn.BatchNorm2d):
     def _view_factor(self, x: torch.Tensor) -> int:
         """``k`` when the wide view applies, else 1."""
         uses_batch_statistics = self.training or not self.track_running_stats
-        if (not uses_batch_statistics or x.dim() != 4 or x.device.type != "cpu"
+        if (not self.wide_view or not uses_batch_statistics or x.dim() != 4 or x.device.type != "cpu"
                 or x.shape[1] >= LANES or x.dtype not in (torch.float32, torch.float64)
                 or not x.is_contiguous(memory_format=torch.channels_last)
                 or torch.is_autocast_enabled("cpu")
                 or torch.compiler.is_compiling()):
             return 1
         return view_factor(x)
+
+
+def use_batchnorm_wide_view(module: nn.Module, enabled: bool) -> None:
+    """Switch the wide view of every :class:`BatchNorm2d` in ``module`` on or off."""
+    for child in module.modules():
+        if isinstance(child, BatchNorm2d):
+            child.wide_view = enabled

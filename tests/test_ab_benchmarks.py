@@ -1,5 +1,5 @@
-"""The alternating A/B benchmarks (recompute_ab.py, shared_relu_ab.py, depthwise_ab.py): their
-shared timing loop and what they print."""
+"""The alternating A/B benchmarks (recompute_ab.py, shared_relu_ab.py, depthwise_ab.py,
+batchnorm_ab.py): their shared timing loop and what they print."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import batchnorm_ab  # noqa: E402
 import depthwise_ab  # noqa: E402
 import profile_darts_step  # noqa: E402
 import recompute_ab  # noqa: E402
 import shared_relu_ab  # noqa: E402
+from supernets.batchnorm import BatchNorm2d, use_batchnorm_wide_view  # noqa: E402
 from supernets.depthwise import DepthwiseConv2d, use_depthwise_fast_paths  # noqa: E402
 
 TINY = ["--batch", "2", "--channels", "2", "--layers", "3"]
@@ -52,5 +54,18 @@ def test_depthwise_fast_paths_switch_off_and_back_on(capsys) -> None:
     assert [m for m in modules if m.flipped_backward] == flipped
     assert [m for m in modules if m.even_grid] == even
     depthwise_ab.main([*TINY, "--rounds", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("batch 2 | channels 2 | cells 3") and "new/old" in lines[1]
+
+
+def test_batchnorm_wide_view_switches_off_and_back_on(capsys) -> None:
+    args, setup = profile_darts_step.ab_setup(TINY, "t", rounds=1)
+    norms = [m for m in setup[0].modules() if isinstance(m, BatchNorm2d)]
+    assert norms and all(m.wide_view for m in norms)
+    use_batchnorm_wide_view(setup[0], False)
+    assert not any(m.wide_view for m in norms)
+    use_batchnorm_wide_view(setup[0], True)
+    assert all(m.wide_view for m in norms)
+    batchnorm_ab.main([*TINY, "--rounds", "1"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("batch 2 | channels 2 | cells 3") and "new/old" in lines[1]

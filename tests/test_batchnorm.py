@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from supernets.batchnorm import BatchNorm2d, view_factor
+from supernets.batchnorm import BatchNorm2d, use_batchnorm_wide_view, view_factor
 from supernets.ops import create_op
 
 CL = torch.channels_last
@@ -92,3 +92,12 @@ def test_the_candidates_use_it_with_torchs_state_dict() -> None:
     assert norms and all(type(m) is BatchNorm2d for m in norms)
     assert all(set(m.state_dict()) == set(nn.BatchNorm2d(8, affine=False).state_dict())
                for m in norms)
+
+
+def test_switched_off_it_is_torchs() -> None:
+    x = torch.randn(4, 8, 4, 4).to(memory_format=CL).requires_grad_()
+    norm = BatchNorm2d(8)
+    use_batchnorm_wide_view(norm, False)
+    assert not _uses_the_view(norm(x))
+    use_batchnorm_wide_view(norm, True)
+    assert _uses_the_view(norm(x))

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
+from supernets.batchnorm import BatchNorm2d
 from supernets.darts.search import DartsSupernet
 from supernets.depthwise import DepthwiseConv2d
 from supernets.mixed import MixedOp
@@ -44,6 +45,8 @@ def test_original_second_order_gradient_is_ours() -> None:
     assert pools and set(pools) == {torch.nn.MaxPool2d}  # the original's pools keep their indices
     depthwise = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
     assert depthwise and not any(m.flipped_backward or m.even_grid for m in depthwise)  # torch's
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
+    assert norms and not any(m.wide_view for m in norms)  # torch's kernels throughout
 
 
 def test_original_edges_compute_none_and_mix_as_ours() -> None:
