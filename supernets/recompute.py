@@ -7,7 +7,7 @@ maths is unchanged; the cost is one more forward of the part per backward.
 ``space.recompute=weighted`` recomputes, per edge, only the candidates with weights (the
 convolutions) and stores what the parameter-free ones (pools, identity) need: they keep one or
 two maps each where a separable convolution keeps about ten, but a pool with its BatchNorm costs
-as much time as a convolution to run again.
+about as much time as a convolution to run again.
 
 Two things make the second run the same computation as the first:
 
