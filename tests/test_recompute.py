@@ -14,13 +14,18 @@ import pytest
 import torch
 from torch import nn
 
+import supernets.mixed as mixed
+from conftest import compose_search
 from oneshot.search.algorithms.unrolled import VirtualStep, unrolled_arch_gradients
 from oneshot.search.architecture import ArchitectureParameters
+from oneshot.train import train
 from supernets.darts.search import DartsSupernet
 from supernets.errors import SpaceError
+from supernets.genotype_file import load_genotype_file
 from supernets.mixed import MixedOp
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.search import Nb201Supernet
+from supernets.recompute import recomputed
 from supernets.spaces import create_network
 
 CANDIDATES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
@@ -159,3 +164,20 @@ def test_the_fixed_networks_ignore_it() -> None:
 def test_an_unknown_mode_is_one_line(build: Callable[..., nn.Module]) -> None:
     with pytest.raises(SpaceError, match=r"recompute must be one of none, weighted, edge, cell .*'layer'"):
         build(channels=4, layers=3, recompute="layer")
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_a_weighted_search_from_the_command_line(unrolled: bool, tmp_path, monkeypatch) -> None:
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return recomputed(*args, **kwargs)
+
+    monkeypatch.setattr(mixed, "recomputed", counted)
+    result = train(compose_search(f"run_dir={tmp_path}", "space.recompute=weighted",
+                                  f"algorithm.unrolled={str(unrolled).lower()}",
+                                  "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    assert calls and all(isinstance(edge, MixedOp) for edge in calls)
+    assert "recompute: weighted" in (tmp_path / "config.yaml").read_text()
+    assert load_genotype_file(tmp_path / "genotype.json").genotype == result["genotype"].to_dict()
