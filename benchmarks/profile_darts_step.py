@@ -103,6 +103,17 @@ def print_old_new(args: argparse.Namespace, seconds: dict[str, list[float]]) -> 
           f"(per-round ratios: {ratios})")
 
 
+def run_old_new(argv: list[str], description: str,
+                use_new: Callable[[nn.Module, bool], None]) -> None:
+    """An alternating A/B of the step: ``use_new(supernet, variant == "new")`` switches the
+    supernet between the variants ``old`` and ``new``; prints :func:`print_old_new`."""
+    args, setup = ab_setup(argv, description, rounds=5)
+    seconds = alternating_step_seconds(setup, ("old", "new"),
+                                       lambda variant: use_new(setup[0], variant == "new"),
+                                       args.rounds)
+    print_old_new(args, seconds)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_size_args(parser)

@@ -1,14 +1,15 @@
-"""The alternating A/B benchmarks (recompute_ab.py, shared_relu_ab.py, depthwise_ab.py,
-batchnorm_ab.py): their shared timing loop and what they print."""
+"""The alternating A/B benchmarks (recompute_ab.py, shared_relu_ab.py, kernel_ab.py): their
+shared timing loop and what they print."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import batchnorm_ab  # noqa: E402
-import depthwise_ab  # noqa: E402
+import kernel_ab  # noqa: E402
 import profile_darts_step  # noqa: E402
 import recompute_ab  # noqa: E402
 import shared_relu_ab  # noqa: E402
@@ -53,7 +54,7 @@ def test_depthwise_fast_paths_switch_off_and_back_on(capsys) -> None:
     use_depthwise_fast_paths(setup[0], True)
     assert [m for m in modules if m.flipped_backward] == flipped
     assert [m for m in modules if m.even_grid] == even
-    depthwise_ab.main([*TINY, "--rounds", "1"])
+    kernel_ab.main(["depthwise", *TINY, "--rounds", "1"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("batch 2 | channels 2 | cells 3") and "new/old" in lines[1]
 
@@ -66,6 +67,11 @@ def test_batchnorm_wide_view_switches_off_and_back_on(capsys) -> None:
     assert not any(m.wide_view for m in norms)
     use_batchnorm_wide_view(setup[0], True)
     assert all(m.wide_view for m in norms)
-    batchnorm_ab.main([*TINY, "--rounds", "1"])
+    kernel_ab.main(["batchnorm", *TINY, "--rounds", "1"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("batch 2 | channels 2 | cells 3") and "new/old" in lines[1]
+
+
+def test_kernel_ab_names_its_kernels() -> None:
+    with pytest.raises(SystemExit, match=r"usage: kernel_ab.py \{depthwise,batchnorm\}"):
+        kernel_ab.main(["relu"])
