@@ -1,5 +1,6 @@
-"""The depthwise convolutions of the DARTS candidates: forward, and the input gradient torch
-computes against the flipped-kernel convolution :class:`supernets.depthwise.DepthwiseConv2d` runs.
+"""The depthwise convolutions of the DARTS candidates: forward, the input gradient torch
+computes against the flipped-kernel convolution :class:`supernets.depthwise.DepthwiseConv2d` runs,
+and torch's weight gradient (which the class keeps: only the undilated 3x3 one is fast).
 
 Per kernel (3x3, 5x5, dilated 3x3, dilated 5x5: the depthwise halves of sep_conv and dil_conv),
 the best of ``--repeats`` means of ``--calls`` calls, channels_last, on random tensors:
@@ -35,7 +36,8 @@ def best_microseconds(call: Callable[[], object], calls: int, repeats: int) -> f
 
 
 def measure(batch: int, channels: int, size: int, calls: int, repeats: int) -> list[dict[str, float]]:
-    """Per kernel: forward, torch's input gradient and the flipped-kernel convolution (us)."""
+    """Per kernel: forward, torch's input gradient, the flipped-kernel convolution and torch's
+    weight gradient (us)."""
     rows = []
     generator = torch.Generator().manual_seed(0)
     for kernel, dilation in KERNELS:
@@ -55,6 +57,10 @@ def measure(batch: int, channels: int, size: int, calls: int, repeats: int) -> l
                     channels, [True, False, False]), calls, repeats),
             "flipped_conv": best_microseconds(
                 lambda: F.conv2d(grad, flipped, None, 1, padding, dilation, channels), calls, repeats),
+            "torch_weight_grad": best_microseconds(
+                lambda: torch.ops.aten.convolution_backward(
+                    grad, x, weight, None, [1, 1], [padding] * 2, [dilation] * 2, False, [0, 0],
+                    channels, [False, True, False]), calls, repeats),
         })
     return rows
 
@@ -73,7 +79,8 @@ def main(argv: list[str]) -> None:
         print(f"  {row['kernel']}x{row['kernel']} dilation {row['dilation']}: forward "
               f"{row['forward']:.0f} | torch's input gradient {row['torch_input_grad']:.0f} | "
               f"flipped-kernel convolution {row['flipped_conv']:.0f} "
-              f"({row['torch_input_grad'] / row['flipped_conv']:.1f}x faster)")
+              f"({row['torch_input_grad'] / row['flipped_conv']:.1f}x faster) | "
+              f"torch's weight gradient {row['torch_weight_grad']:.0f}")
 
 
 if __name__ == "__main__":
