@@ -47,20 +47,21 @@ def measure(batch: int, channels: int, size: int, calls: int, repeats: int) -> l
         grad = torch.randn(x.shape, generator=generator).contiguous(memory_format=torch.channels_last)
         weight = torch.randn(channels, 1, kernel, kernel, generator=generator)
         flipped = weight.flip((2, 3))
+
+        def torch_backward(input_grad: bool) -> Callable[[], object]:
+            """torch's input gradient (``True``) or weight gradient (``False``) alone."""
+            return lambda: torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], [padding] * 2, [dilation] * 2, False, [0, 0],
+                channels, [input_grad, not input_grad, False])
+
         rows.append({
             "kernel": kernel, "dilation": dilation,
             "forward": best_microseconds(
                 lambda: F.conv2d(x, weight, None, 1, padding, dilation, channels), calls, repeats),
-            "torch_input_grad": best_microseconds(
-                lambda: torch.ops.aten.convolution_backward(
-                    grad, x, weight, None, [1, 1], [padding] * 2, [dilation] * 2, False, [0, 0],
-                    channels, [True, False, False]), calls, repeats),
+            "torch_input_grad": best_microseconds(torch_backward(True), calls, repeats),
             "flipped_conv": best_microseconds(
                 lambda: F.conv2d(grad, flipped, None, 1, padding, dilation, channels), calls, repeats),
-            "torch_weight_grad": best_microseconds(
-                lambda: torch.ops.aten.convolution_backward(
-                    grad, x, weight, None, [1, 1], [padding] * 2, [dilation] * 2, False, [0, 0],
-                    channels, [False, True, False]), calls, repeats),
+            "torch_weight_grad": best_microseconds(torch_backward(False), calls, repeats),
         })
     return rows
 
