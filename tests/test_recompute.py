@@ -22,11 +22,13 @@ from oneshot.train import train
 from supernets.darts.search import DartsSupernet
 from supernets.errors import SpaceError
 from supernets.genotype_file import load_genotype_file
-from supernets.mixed import MixedOp
+from supernets.choices import OpChoice
+from supernets.mixed import MixedOp, SparseRow
 from supernets.nb201.genotype import Nb201Genotype
 from supernets.nb201.search import Nb201Supernet
 from supernets.recompute import recomputed
-from supernets.spaces import create_network
+from supernets.spaces import create_network, get_space
+from test_algorithm_spaces import ALGORITHM_TINY, DECLARED, NO_SPACE, SPACE_TINY
 
 CANDIDATES = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
 SPACES: dict[str, Callable[..., nn.Module]] = {
@@ -181,3 +183,53 @@ def test_a_weighted_search_from_the_command_line(unrolled: bool, tmp_path, monke
     assert calls and all(isinstance(edge, MixedOp) for edge in calls)
     assert "recompute: weighted" in (tmp_path / "config.yaml").read_text()
     assert load_genotype_file(tmp_path / "genotype.json").genotype == result["genotype"].to_dict()
+
+
+WEIGHTED_PAIRS = [(a, s) for a, s in DECLARED if s in ("darts", "nb201")]
+
+
+@pytest.mark.parametrize("algorithm, space", WEIGHTED_PAIRS)
+def test_every_algorithm_searches_with_weighted_recomputation(algorithm: str, space: str, tmp_path,
+                                                              monkeypatch) -> None:
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return recomputed(*args, **kwargs)
+
+    monkeypatch.setattr(mixed, "recomputed", counted)
+    result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *SPACE_TINY[space],
+                                  *ALGORITHM_TINY.get(algorithm, ()), "space.recompute=weighted",
+                                  "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+                                  base=NO_SPACE))
+    assert calls and all(isinstance(edge, MixedOp) for edge in calls)
+    document = load_genotype_file(tmp_path / "genotype.json")
+    assert document.meta["algorithm"] == algorithm
+    assert get_space(space).genotype_from_dict(document.genotype) == result["genotype"]
+
+
+def _sparse_rows(weights: torch.Tensor) -> dict[str, SparseRow]:
+    """Rows of the sampling algorithms over CANDIDATES (none, max_pool, skip, sep, dil)."""
+    return {"one convolution": SparseRow(weights, (3,)),
+            "a pool and a convolution": SparseRow(weights, (1, 4)),
+            "a frozen convolution (proxyless)": SparseRow(weights, (1, 3), frozen=(3,)),
+            "constants (gdas reference)": SparseRow(weights, (4,), constants=True)}
+
+
+@pytest.mark.parametrize("case", list(_sparse_rows(torch.zeros(5))))
+def test_sampled_rows_give_the_same_values_and_gradients(case: str) -> None:
+    torch.manual_seed(0)
+    plain = OpChoice("e", CANDIDATES, channels=2).double()
+    other = OpChoice("e", CANDIDATES, channels=2).double()
+    other.load_state_dict(plain.state_dict())
+    other.recompute_weighted = True
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    results = []
+    for edge in (plain, other):
+        weights = torch.softmax(torch.randn(5, generator=torch.Generator().manual_seed(1),
+                                            dtype=torch.float64), 0).requires_grad_()
+        out = edge(x, _sparse_rows(weights)[case])
+        results.append([out, *torch.autograd.grad(out.square().sum(), [x, weights, *edge.parameters()],
+                                                   materialize_grads=True)])
+    torch.testing.assert_close(results[1], results[0])
+    assert results[0][2].abs().sum() > 0  # the weights take a gradient
