@@ -72,6 +72,8 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> str:
                           "or a list of device indices, got 0"),
     ("algorithm.arch_optimizer.lr=-1", "algorithm.arch_optimizer.lr must be a positive number, "
                                        "got -1"),
+    ("space.recompute=weightd", "space.recompute must be one of: none, weighted, edge, cell, "
+                                "got 'weightd'"),
 ])
 def test_bad_values_exit_2_before_hydra(override: str, message: str, tmp_path: Path,
                                         capsys: pytest.CaptureFixture) -> None:
