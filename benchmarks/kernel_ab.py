@@ -5,7 +5,10 @@ flipped-kernel input gradient, dilated stride-2 convolutions on the even grid) a
 depthwise convolution. ``batchnorm``: the BatchNorms of :class:`supernets.batchnorm.BatchNorm2d`
 (maps of fewer than 16 channels normalised through their wide channels-last view) against
 ``nn.BatchNorm2d``'s kernels throughout; only supernets with fewer than 16 channels in some cell
-differ (the small configuration's first cells have 8).
+differ (the small configuration's first cells have 8). ``foldednorm``: every edge's weighted sum
+with its candidates' trailing BatchNorms folded in (:mod:`supernets.folded_norm`) against each
+candidate normalised, then summed. ``native``: the depthwise weight gradients by our C kernel
+(:mod:`supernets.native.depthwise`) against torch's.
 
 Both variants are the same supernet (same weights); the variants alternate step by step (the
 order flips every round, after an untimed round) so that the machine's load weighs on both alike.
@@ -14,6 +17,8 @@ A step is the first-order DARTS step maths of ``profile_darts_step.py``.
     python benchmarks/kernel_ab.py depthwise                # batch 32, 8 ch, 5 cells, 5 rounds
     python benchmarks/kernel_ab.py depthwise --batch 64 --channels 16 --layers 8 --rounds 3
     python benchmarks/kernel_ab.py batchnorm
+    python benchmarks/kernel_ab.py foldednorm --batch 64 --channels 16 --layers 8 --rounds 3
+    python benchmarks/kernel_ab.py native --batch 64 --channels 16 --layers 8 --rounds 3
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from torch import nn
 
 from profile_darts_step import run_old_new
 from supernets.batchnorm import use_batchnorm_wide_view
-from supernets.depthwise import use_depthwise_fast_paths
+from supernets.depthwise import use_depthwise_fast_paths, use_native_weight_grad
+from supernets.mixed import use_folded_norms
 
 KERNELS: dict[str, Callable[[nn.Module, bool], None]] = {
     "depthwise": use_depthwise_fast_paths,
     "batchnorm": use_batchnorm_wide_view,
+    "foldednorm": use_folded_norms,
+    "native": use_native_weight_grad,
 }
 
 

@@ -57,25 +57,54 @@ def _fold(per_view: torch.Tensor, k: int) -> torch.Tensor:
     return per_view.view(k, -1).sum(0)
 
 
+def _statistics(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel batch mean and biased variance of ``x`` (through its view when ``k > 1``)."""
+    if k == 1:
+        return torch.batch_norm_update_stats(x, None, None, 0.0)
+    view_mean, view_var = torch.batch_norm_update_stats(_pixels_as_channels(x, k), None, None, 0.0)
+    mean = _fold(view_mean, k) / k
+    return mean, _fold(view_var + (view_mean - mean.repeat(k)) ** 2, k) / k
+
+
+def batch_norm_backward(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
+                        scale: torch.Tensor, eps: float,
+                        k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The backward of ``scale * (x - mean) / sqrt(var + eps)`` with the batch statistics
+    ``mean`` and ``var`` of ``x``: the input gradient and the per-channel sums of ``grad * xhat``
+    and of ``grad`` (the gradients of a BatchNorm's weight and bias). ``k > 1``: computed through
+    the wide view of channels-last ``x`` (:func:`view_factor`)."""
+    if k == 1:
+        return torch.ops.aten.native_batch_norm_backward(
+            grad, x, scale, None, None, mean, torch.rsqrt(var + eps), True, eps, [True, True, True])
+    c = x.shape[1]
+    view = _pixels_as_channels(x, k)
+    grad_view = _pixels_as_channels(grad.contiguous(memory_format=torch.channels_last), k)
+    grad_x, sum_g_xhat, sum_g = torch.ops.aten.native_batch_norm_backward(
+        grad_view, view, scale.repeat(k), mean.repeat(k), var.repeat(k), None, None, False,
+        eps, [True, True, True])
+    sum_g_xhat, sum_g = _fold(sum_g_xhat, k), _fold(sum_g, k)
+    count = x.numel() // c
+    invstd = torch.rsqrt(var + eps)
+    # the batch statistics' terms: -scale * invstd * (mean(g) + xhat * mean(g * xhat))
+    slope = -scale * invstd * invstd * sum_g_xhat / count
+    offset = -scale * invstd * sum_g / count - slope * mean
+    # A + B * x in one pass: an evaluation-mode BatchNorm with mean 0, variance 1, eps 0
+    grad_x += F.batch_norm(view, mean.new_zeros(k * c), mean.new_ones(k * c), slope.repeat(k),
+                           offset.repeat(k), False, 0.0, 0.0)
+    return _channels_back(grad_x, c), sum_g_xhat, sum_g
+
+
 class _ViewBatchNorm(torch.autograd.Function):
-    """Training-mode batch normalisation of channels-last ``x`` through its wide view."""
+    """Training-mode batch normalisation of channels-last ``x`` through its wide view, given the
+    batch statistics of ``x`` (:meth:`BatchNorm2d.batch_statistics`)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
-                running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
-                momentum: float, eps: float, k: int) -> torch.Tensor:
+                mean: torch.Tensor, var: torch.Tensor, eps: float, k: int) -> torch.Tensor:
         c = x.shape[1]
-        view = _pixels_as_channels(x, k)
-        view_mean, view_var = torch.batch_norm_update_stats(view, None, None, 0.0)
-        mean = _fold(view_mean, k) / k
-        var = _fold(view_var + (view_mean - mean.repeat(k)) ** 2, k) / k
-        if running_mean is not None and running_var is not None:
-            count = x.numel() // c
-            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-            running_var.mul_(1 - momentum).add_(var * (count / max(count - 1, 1)), alpha=momentum)
         repeat = (lambda t: None if t is None else t.repeat(k))
-        out = F.batch_norm(view, mean.repeat(k), var.repeat(k), repeat(weight), repeat(bias),
-                           False, 0.0, eps)
+        out = F.batch_norm(_pixels_as_channels(x, k), mean.repeat(k), var.repeat(k),
+                           repeat(weight), repeat(bias), False, 0.0, eps)
         ctx.save_for_backward(x, mean, var, weight)
         ctx.options = (eps, k, bias is not None)
         return _channels_back(out, c)
@@ -85,54 +114,86 @@ class _ViewBatchNorm(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, mean, var, weight = ctx.saved_tensors
         eps, k, has_bias = ctx.options
-        c = x.shape[1]
         scale = torch.ones_like(mean) if weight is None else weight
-        view = _pixels_as_channels(x, k)
-        grad_view = _pixels_as_channels(grad.contiguous(memory_format=torch.channels_last), k)
-        grad_x, sum_g_xhat, sum_g = torch.ops.aten.native_batch_norm_backward(
-            grad_view, view, scale.repeat(k), mean.repeat(k), var.repeat(k), None, None, False,
-            eps, [True, True, True])
-        sum_g_xhat, sum_g = _fold(sum_g_xhat, k), _fold(sum_g, k)
-        count = x.numel() // c
-        invstd = torch.rsqrt(var + eps)
-        # the batch statistics' terms: -scale * invstd * (mean(g) + xhat * mean(g * xhat))
-        slope = -scale * invstd * invstd * sum_g_xhat / count
-        offset = -scale * invstd * sum_g / count - slope * mean
-        # A + B * x in one pass: an evaluation-mode BatchNorm with mean 0, variance 1, eps 0
-        grad_x += F.batch_norm(view, mean.new_zeros(k * c), mean.new_ones(k * c), slope.repeat(k),
-                               offset.repeat(k), False, 0.0, 0.0)
+        grad_x, sum_g_xhat, sum_g = batch_norm_backward(grad, x, mean, var, scale, eps, k)
         grad_weight = sum_g_xhat if weight is not None and ctx.needs_input_grad[1] else None
         grad_bias = sum_g if has_bias and ctx.needs_input_grad[2] else None
-        return _channels_back(grad_x, c), grad_weight, grad_bias, None, None, None, None, None
+        return grad_x, grad_weight, grad_bias, None, None, None, None
+
+
+class FoldSlot:
+    """Where the trailing BatchNorms of an edge's candidates defer their normalisation to the
+    edge's weighted sum (:mod:`supernets.folded_norm`): ``open`` while the edge runs a candidate
+    that may defer, ``norm`` the BatchNorm that did."""
+
+    __slots__ = ("open", "norm")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.norm: BatchNorm2d | None = None
 
 
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and state dict) that normalises channels-last
     CPU maps of fewer than 16 channels through the wide view above when it uses batch
     statistics; with ``wide_view = False`` (:func:`use_batchnorm_wide_view`) it is
-    ``nn.BatchNorm2d`` throughout."""
+    ``nn.BatchNorm2d`` throughout.
+
+    Given a ``fold_slot`` (the last module of an edge's candidate), it returns its input as it
+    is while the slot is open and it is :meth:`foldable`, and puts itself in the slot: the edge
+    normalises in its weighted sum instead.
+    """
 
     wide_view = True
+    fold_slot: FoldSlot | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self._view_factor(x)
+        slot = self.fold_slot
+        if slot is not None and slot.open and self.foldable(x):
+            slot.norm = self
+            return x
+        k = self.view_factor(x)
         if k == 1:
             return super().forward(x)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # a cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked)
-        track = self.training and self.track_running_stats
-        return _ViewBatchNorm.apply(x, self.weight, self.bias,
-                                    self.running_mean if track else None,
-                                    self.running_var if track else None, momentum, self.eps, k)
+        mean, var = self.batch_statistics(x, k)
+        return _ViewBatchNorm.apply(x, self.weight, self.bias, mean, var, self.eps, k)
 
-    def _view_factor(self, x: torch.Tensor) -> int:
-        """``k`` when the wide view applies, else 1."""
-        uses_batch_statistics = self.training or not self.track_running_stats
-        if (not self.wide_view or not uses_batch_statistics or x.dim() != 4 or x.device.type != "cpu"
-                or x.shape[1] >= LANES or x.dtype not in (torch.float32, torch.float64)
+    @property
+    def uses_batch_statistics(self) -> bool:
+        """Whether the forward normalises by the batch's statistics (not the running ones)."""
+        return self.training or not self.track_running_stats
+
+    def foldable(self, x: torch.Tensor) -> bool:
+        """Whether a weighted sum may fold this normalisation of ``x`` in: no affine
+        parameters, batch statistics, a float32 or float64 4-D map, outside autocast and
+        ``torch.compile``."""
+        return (not self.affine and self.uses_batch_statistics and x.dim() == 4
+                and x.dtype in (torch.float32, torch.float64)
+                and not torch.is_autocast_enabled(x.device.type)
+                and not torch.compiler.is_compiling())
+
+    def batch_statistics(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel batch mean and biased variance of ``x`` (through its wide view when
+        ``k > 1``), as constants; in training with running statistics it counts the batch and
+        updates them, as ``nn.BatchNorm2d`` does."""
+        with torch.no_grad():
+            mean, var = _statistics(x, k)
+            if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+                self.num_batches_tracked.add_(1)
+                momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                            else self.momentum)
+                count = x.numel() // x.shape[1]
+                self.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(var * (count / max(count - 1, 1)),
+                                                         alpha=momentum)
+        return mean, var
+
+    def view_factor(self, x: torch.Tensor) -> int:
+        """``k`` of the wide view of ``x`` when it applies (batch statistics of a channels-last
+        CPU map of fewer than 16 channels, wide view on), else 1."""
+        if (not self.wide_view or not self.uses_batch_statistics or x.dim() != 4
+                or x.device.type != "cpu" or x.shape[1] >= LANES
+                or x.dtype not in (torch.float32, torch.float64)
                 or not x.is_contiguous(memory_format=torch.channels_last)
                 or torch.is_autocast_enabled("cpu")
                 or torch.compiler.is_compiling()):

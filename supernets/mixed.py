@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from supernets.errors import SpaceError
+from supernets.batchnorm import FoldSlot
+from supernets.folded_norm import Term, attach_fold_slot, folded_weighted_sum
 from supernets.recompute import recomputed
 
 
@@ -66,6 +68,10 @@ class MixedOp(nn.Module):
     With ``recompute_weighted`` (``space.recompute=weighted``, set by the cell) the candidates
     with weights run under :func:`~supernets.recompute.recomputed`: their activations are
     rebuilt in backward, the parameter-free candidates' are stored.
+
+    Candidates that end in a BatchNorm without affine parameters (all of DARTS' but
+    ``skip_connect``) have it folded into the weighted sum when it normalises by the batch
+    (:mod:`supernets.folded_norm`; :func:`use_folded_norms` switches this off).
     """
 
     def __init__(self, candidates: Sequence[str], build: Callable[[str], nn.Module]) -> None:
@@ -75,12 +81,16 @@ class MixedOp(nn.Module):
         self._nonzero = tuple(i for i, name in enumerate(self.candidates) if name != "none")
         self._none_index = self.candidates.index("none") if "none" in self.candidates else None
         self.relu_sharing = True
+        self.fold_norms = True
         self.recompute_weighted = False
         self._weighted = frozenset(i for i, op in enumerate(self.ops)
                                    if next(op.parameters(), None) is not None)
         self._relu_shared = _SharedValue()
         self._relu_first = frozenset(i for i, op in enumerate(self.ops)
                                      if _share_leading_relu(op, self._relu_shared))
+        self._fold_slot = FoldSlot()
+        self._folding = frozenset(i for i, op in enumerate(self.ops)
+                                  if attach_fold_slot(op, self._fold_slot))
 
     def forward(self, x: torch.Tensor, row: ArchRow) -> torch.Tensor:
         out = self._mix(x, row)
@@ -118,12 +128,29 @@ class MixedOp(nn.Module):
         if self.relu_sharing and sum(i in self._relu_first for i in active) > 1:
             shared.input, shared.output = x, torch.relu(x)
         try:
-            out = self._run(active[0], x, active[0] in frozen) * weights[active[0]]
-            for i in active[1:]:
-                out = torch.addcmul(out, self._run(i, x, i in frozen), weights[i])
+            terms = [self._term(i, x, i in frozen) for i in active]
         finally:
             shared.input = shared.output = None
+        if any(term.norm is not None for term in terms):
+            return folded_weighted_sum(weights, terms)
+        out = terms[0].output * weights[terms[0].index]
+        for term in terms[1:]:
+            out = torch.addcmul(out, term.output, weights[term.index])
         return out
+
+    def _term(self, i: int, x: torch.Tensor, frozen: bool) -> Term:
+        """Candidate ``i``'s output: before its trailing BatchNorm when that deferred to the
+        sum (named in the term), else as written."""
+        if frozen or not self.fold_norms or i not in self._folding:
+            return Term(i, self._run(i, x, frozen), None)
+        slot = self._fold_slot
+        slot.open, slot.norm = True, None
+        try:
+            output = self.ops[i](x)
+        finally:
+            slot.open = False
+        norm, slot.norm = slot.norm, None
+        return Term(i, output, norm)
 
     def _run(self, i: int, x: torch.Tensor, frozen: bool) -> torch.Tensor:
         if not frozen:
@@ -153,6 +180,14 @@ class SharedReLU(nn.ReLU):
         if x is self.shared.input and self.shared.output is not None:
             return self.shared.output
         return super().forward(x)
+
+
+def use_folded_norms(module: nn.Module, enabled: bool) -> None:
+    """Fold the trailing BatchNorms of every edge in ``module`` into its weighted sum (on), or
+    run each candidate as written (off: for comparisons)."""
+    for sub in module.modules():
+        if isinstance(sub, MixedOp):
+            sub.fold_norms = enabled
 
 
 def set_relu_sharing(module: nn.Module, enabled: bool) -> None:

@@ -72,6 +72,23 @@ def test_batchnorm_wide_view_switches_off_and_back_on(capsys) -> None:
     assert lines[0].startswith("batch 2 | channels 2 | cells 3") and "new/old" in lines[1]
 
 
+@pytest.mark.parametrize("kernel, switch", [("foldednorm", "fold_norms"),
+                                            ("native", "native_weight_grad")])
+def test_folded_norms_and_native_gradients_switch_off_and_back_on(kernel: str, switch: str,
+                                                                   capsys) -> None:
+    args, setup = profile_darts_step.ab_setup(TINY, "t", rounds=1)
+    owners = [m for m in setup[0].modules() if hasattr(m, switch)]
+    assert owners and all(getattr(m, switch) for m in owners)
+    kernel_ab.KERNELS[kernel](setup[0], False)
+    assert not any(getattr(m, switch) for m in owners)
+    kernel_ab.KERNELS[kernel](setup[0], True)
+    assert all(getattr(m, switch) for m in owners)
+    kernel_ab.main([kernel, *TINY, "--rounds", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("batch 2 | channels 2 | cells 3") and "new/old" in lines[1]
+
+
 def test_kernel_ab_names_its_kernels() -> None:
-    with pytest.raises(SystemExit, match=r"usage: kernel_ab.py \{depthwise,batchnorm\}"):
+    with pytest.raises(SystemExit,
+                       match=r"usage: kernel_ab.py \{depthwise,batchnorm,foldednorm,native\}"):
         kernel_ab.main(["relu"])

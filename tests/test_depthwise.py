@@ -17,11 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import depthwise_backward  # noqa: E402
 
 
-def _pair(kernel: int, stride: int, dilation: int) -> tuple[DepthwiseConv2d, nn.Conv2d]:
+def _pair(kernel: int, stride: int, dilation: int,
+          channels: int = 3) -> tuple[DepthwiseConv2d, nn.Conv2d]:
     padding = dilation * (kernel - 1) // 2
-    ours = DepthwiseConv2d(3, kernel, stride, padding, dilation).double()
-    reference = nn.Conv2d(3, 3, kernel, stride=stride, padding=padding, dilation=dilation,
-                          groups=3, bias=False).double()
+    ours = DepthwiseConv2d(channels, kernel, stride, padding, dilation).double()
+    reference = nn.Conv2d(channels, channels, kernel, stride=stride, padding=padding,
+                          dilation=dilation, groups=channels, bias=False).double()
     reference.load_state_dict(ours.state_dict())
     return ours, reference
 
@@ -29,13 +30,14 @@ def _pair(kernel: int, stride: int, dilation: int) -> tuple[DepthwiseConv2d, nn.
 @pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("channels", [3, 8])  # 8 (whole vectors): the C kernel's weight gradient
 def test_values_and_gradients_are_nn_conv2d_s(kernel: int, dilation: int, stride: int,
-                                              channels_last: bool) -> None:
+                                              channels_last: bool, channels: int) -> None:
     torch.manual_seed(0)
-    ours, reference = _pair(kernel, stride, dilation)
+    ours, reference = _pair(kernel, stride, dilation, channels)
     assert ours.even_grid == (stride == 2 and dilation == 2)
     assert ours.flipped_backward == (stride == 1 or dilation == 2)
-    x = torch.randn(2, 3, 11, 11, dtype=torch.double)  # odd sizes too
+    x = torch.randn(2, channels, 11, 11, dtype=torch.double)  # odd sizes too
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
@@ -68,13 +70,15 @@ def test_dilated_stride_two_on_the_even_grid_and_either_switch_off(size: int, ev
 
 
 @pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 2)])
-def test_gradcheck_of_the_flipped_kernel_backward(kernel: int, dilation: int) -> None:
+@pytest.mark.parametrize("native", [False, True])
+def test_gradcheck_of_the_flipped_kernel_backward(kernel: int, dilation: int, native: bool) -> None:
     torch.manual_seed(0)
-    x = torch.randn(1, 2, 6, 6, dtype=torch.double, requires_grad=True)
-    weight = torch.randn(2, 1, kernel, kernel, dtype=torch.double, requires_grad=True)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.double).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    weight = torch.randn(4, 1, kernel, kernel, dtype=torch.double, requires_grad=True)
     padding = dilation * (kernel - 1) // 2
     assert torch.autograd.gradcheck(
-        lambda a, w: _DepthwiseFunction.apply(a, w, padding, dilation), (x, weight))
+        lambda a, w: _DepthwiseFunction.apply(a, w, padding, dilation, native), (x, weight))
 
 
 def test_only_the_gradients_asked_for_are_computed() -> None:

@@ -70,8 +70,9 @@ def test_dense_expected_gradient_is_the_full_mix_gradient():
         hard = torch.nn.functional.one_hot(torch.tensor(c.index(names[label])), len(c)).float()
         rows[label] = hard - soft.detach() + soft
     loss = torch.nn.functional.cross_entropy(net(batch[0], rows), batch[1])
+    # float32 sums in another order (the edges fold their BatchNorms into the mix)
     torch.testing.assert_close(expected, torch.stack(torch.autograd.grad(loss, list(alphas.values()))),
-                               rtol=1e-5, atol=1e-7)
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_both_measurements_print_their_tables(tmp_path, capsys):

@@ -1,0 +1,105 @@
+"""C kernels for the CPU, compiled on first use with the machine's C compiler.
+
+Where torch's CPU kernel for an operation is many times slower than it needs to be (the weight
+gradient of a dilated or 5x5 depthwise convolution: ``benchmarks/depthwise_backward.py``), a
+kernel of ours is a C file beside this module. :func:`library` compiles it once per machine
+(``$CC``, default ``cc``, with ``-O3 -march=native -fopenmp``) into the cache folder,
+``$ONESHOT_CACHE_DIR/native`` (default ``~/.cache/oneshot/native``), named by a hash of the
+source, the compiler, its flags and the CPU, and loads it with ctypes. Without a compiler, when
+the build fails, or with ``ONESHOT_NATIVE_KERNELS=0``, :func:`library` returns None and callers
+keep torch's kernel; the reason is given once, as a warning.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+SOURCES = Path(__file__).resolve().parent
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
+SWITCH = "ONESHOT_NATIVE_KERNELS"
+
+_loaded: dict[str, ctypes.CDLL | None] = {}
+_reasons: dict[str, str] = {}
+
+
+def library(name: str) -> ctypes.CDLL | None:
+    """The compiled kernel ``name`` (``SOURCES/name.c``), or None where it cannot be had (see
+    :func:`unavailable_reason`)."""
+    if os.environ.get(SWITCH, "1") == "0":
+        _reasons[name] = f"{SWITCH}=0"
+        return None
+    if name not in _loaded:
+        try:
+            _loaded[name] = ctypes.CDLL(str(_build(name)))
+        except (OSError, subprocess.SubprocessError) as err:
+            _loaded[name] = None
+            _reasons[name] = " ".join(str(err).split())[:300] or repr(err)
+            warnings.warn(f"the C kernel '{name}' is not available ({_reasons[name]}); torch's "
+                          "CPU kernel runs instead, slower (set CC to a C compiler, or "
+                          f"{SWITCH}=0 to silence this)", RuntimeWarning, stacklevel=2)
+    return _loaded[name]
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why :func:`library` gave None for ``name`` (None when it has not, or has not been asked)."""
+    return _reasons.get(name)
+
+
+def forget() -> None:
+    """Drop what :func:`library` loaded or failed to load, so that the next call tries again
+    (after ``CC`` or the switch changed)."""
+    _loaded.clear()
+    _reasons.clear()
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept."""
+    root = os.environ.get("ONESHOT_CACHE_DIR")
+    if root:
+        return Path(root) / "native"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "oneshot" / "native"
+
+
+def _build(name: str) -> Path:
+    """The shared library of ``name``: from the cache, else compiled into it (atomically, so
+    that processes building at once each get a whole file)."""
+    source = SOURCES / f"{name}.c"
+    compiler = shlex.split(os.environ.get("CC", "cc"))
+    key = hashlib.sha256(b"\0".join([source.read_bytes(), " ".join(compiler + list(FLAGS)).encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    target = cache_dir() / f"{name}-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=target.parent)
+    os.close(handle)
+    try:
+        result = subprocess.run([*compiler, *FLAGS, "-o", partial, str(source)],
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise OSError(f"{compiler[0]} failed: {(result.stderr or result.stdout).strip()}")
+        os.replace(partial, target)
+    except FileNotFoundError as err:
+        raise OSError(f"no C compiler '{compiler[0]}' ({err.strerror})") from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+def _cpu_signature() -> str:
+    """The machine and its CPU's features: a library built with -march=native runs there only."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()} {platform.processor()} {flags}"
