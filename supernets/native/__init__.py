@@ -85,7 +85,8 @@ def _build(name: str) -> Path:
         result = subprocess.run([*compiler, *FLAGS, "-o", partial, str(source)],
                                 capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
-            raise OSError(f"{compiler[0]} failed: {(result.stderr or result.stdout).strip()}")
+            raise OSError(f"{compiler[0]} exited with {result.returncode}: "
+                          f"{(result.stderr or result.stdout).strip() or 'no output'}")
         os.replace(partial, target)
     except FileNotFoundError as err:
         raise OSError(f"no C compiler '{compiler[0]}' ({err.strerror})") from None

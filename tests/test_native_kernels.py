@@ -1,0 +1,137 @@
+"""The C kernels (supernets.native): the depthwise weight gradient equals torch's, and without a
+compiler (or switched off) torch's kernel runs instead, with the reason given once."""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import supernets.native as native
+from supernets.depthwise import DepthwiseConv2d
+from supernets.native.depthwise import depthwise_weight_grad
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """An empty kernel cache of this test's own; what was loaded is forgotten before and after."""
+    monkeypatch.setenv("ONESHOT_CACHE_DIR", str(tmp_path))
+    native.forget()
+    yield tmp_path / "native"
+    native.forget()
+
+
+def _torch_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel_size: int, stride: int,
+                       padding: int, dilation: int) -> torch.Tensor:
+    weight = torch.empty(x.shape[1], 1, kernel_size, kernel_size, dtype=x.dtype)
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0],
+        x.shape[1], [False, True, False])[1]
+
+
+def _case(n: int, channels: int, size: int, kernel_size: int, stride: int, padding: int,
+          dilation: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, channels, size, size + 1, dtype=dtype, generator=generator)
+    weight = torch.randn(channels, 1, kernel_size, kernel_size, dtype=dtype, generator=generator)
+    out = nn.functional.conv2d(x, weight, None, stride, padding, dilation, channels)
+    grad = torch.randn(out.shape, dtype=dtype, generator=generator)
+    channels_last = torch.channels_last
+    return grad.contiguous(memory_format=channels_last), x.contiguous(memory_format=channels_last)
+
+
+@pytest.mark.parametrize("kernel_size, stride, padding, dilation", [
+    (3, 1, 1, 1), (5, 1, 2, 1), (7, 1, 3, 1), (3, 1, 2, 2), (5, 1, 4, 2),  # size-keeping
+    (3, 2, 1, 1), (5, 2, 2, 1), (3, 1, 0, 1), (5, 1, 6, 2), (7, 2, 3, 1)])  # and not
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_weight_gradient_is_torchs_in_float64(kernel_size: int, stride: int, padding: int,
+                                                  dilation: int, threads: int) -> None:
+    grad, x = _case(3, 8, 9, kernel_size, stride, padding, dilation, torch.float64)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours = depthwise_weight_grad(grad, x, kernel_size, stride, padding, dilation)
+    finally:
+        torch.set_num_threads(previous)
+    assert ours is not None and ours.shape == (8, 1, kernel_size, kernel_size)
+    torch.testing.assert_close(ours, _torch_weight_grad(grad, x, kernel_size, stride, padding,
+                                                        dilation), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_float32_and_nchw_maps(memory_format: torch.memory_format) -> None:
+    grad, x = _case(4, 16, 12, 5, 1, 4, 2, torch.float32)
+    grad, x = grad.contiguous(memory_format=memory_format), x.contiguous(memory_format=memory_format)
+    ours = depthwise_weight_grad(grad, x, 5, 1, 4, 2)
+    assert ours is not None and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, _torch_weight_grad(grad, x, 5, 1, 4, 2), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels, kernel_size, dtype", [(4, 5, torch.float32),  # half a vector
+                                                          (8, 4, torch.float32),  # no kernel
+                                                          (8, 5, torch.float16)])
+def test_what_the_kernel_does_not_take_is_left_to_torch(channels: int, kernel_size: int,
+                                                        dtype: torch.dtype) -> None:
+    x = torch.zeros(2, channels, 6, 6, dtype=dtype)
+    assert depthwise_weight_grad(torch.zeros_like(x), x, kernel_size, 1, 0, 1) is None
+
+
+def _module_gradients(channels: int) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(channels, 5, 1, 4, 2).double()
+    x = torch.randn(2, channels, 7, 7, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    return list(torch.autograd.grad(conv(x).square().sum(), [x, conv.weight]))
+
+
+def test_without_a_compiler_torch_computes_the_gradient(fresh_native, monkeypatch) -> None:
+    expected = _module_gradients(8)  # by the C kernel
+    native.forget()
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    with pytest.warns(RuntimeWarning, match=r"'depthwise_weight_grad' is not available \(no C "
+                                            r"compiler '/nonexistent/cc'"):
+        got = _module_gradients(8)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+    assert "no C compiler" in native.unavailable_reason("depthwise_weight_grad")
+    assert native.library("depthwise_weight_grad") is None  # asked again: no second warning
+
+
+def test_a_failing_compiler_is_one_line(fresh_native, monkeypatch) -> None:
+    monkeypatch.setenv("CC", "false")
+    with pytest.warns(RuntimeWarning) as warned:
+        assert native.library("depthwise_weight_grad") is None
+    assert native.unavailable_reason("depthwise_weight_grad") == "false exited with 1: no output"
+    assert len(warned) == 1 and "\n" not in str(warned[0].message)
+    assert not list(fresh_native.iterdir())  # no half-written library
+
+
+def test_the_switch_keeps_torchs_kernel_without_a_warning(fresh_native, monkeypatch,
+                                                          recwarn) -> None:
+    monkeypatch.setenv(native.SWITCH, "0")
+    grad, x = _case(2, 8, 6, 5, 1, 2, 1, torch.float64)
+    assert depthwise_weight_grad(grad, x, 5, 1, 2, 1) is None
+    assert native.unavailable_reason("depthwise_weight_grad") == f"{native.SWITCH}=0"
+    assert not recwarn.list and not fresh_native.exists()
+
+
+def test_a_compiled_kernel_is_reused_from_the_cache(fresh_native) -> None:
+    assert native.library("depthwise_weight_grad") is not None
+    (built,) = fresh_native.iterdir()
+    stamp = built.stat().st_mtime_ns
+    native.forget()
+    assert native.library("depthwise_weight_grad") is not None
+    assert list(fresh_native.iterdir()) == [built] and built.stat().st_mtime_ns == stamp
+
+
+def test_every_kernel_source_ships_with_the_package() -> None:
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["supernets"]
+    sources = [p.relative_to(ROOT / "supernets").as_posix()
+               for p in (ROOT / "supernets" / "native").glob("*.c")]
+    assert sources and all(any(fnmatch.fnmatch(s, g) for g in globs) for s in sources)
