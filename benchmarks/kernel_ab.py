@@ -7,8 +7,8 @@ depthwise convolution. ``batchnorm``: the BatchNorms of :class:`supernets.batchn
 ``nn.BatchNorm2d``'s kernels throughout; only supernets with fewer than 16 channels in some cell
 differ (the small configuration's first cells have 8). ``foldednorm``: every edge's weighted sum
 with its candidates' trailing BatchNorms folded in (:mod:`supernets.folded_norm`) against each
-candidate normalised, then summed. ``native``: the depthwise weight gradients by our C kernel
-(:mod:`supernets.native.depthwise`) against torch's.
+candidate normalised, then summed. ``native``: our C kernels (:mod:`supernets.native`: the
+depthwise weight gradients, max and average pooling) against torch's.
 
 Both variants are the same supernet (same weights); the variants alternate step by step (the
 order flips every round, after an untimed round) so that the machine's load weighs on both alike.
@@ -30,14 +30,15 @@ from torch import nn
 
 from profile_darts_step import run_old_new
 from supernets.batchnorm import use_batchnorm_wide_view
-from supernets.depthwise import use_depthwise_fast_paths, use_native_weight_grad
+from supernets.depthwise import use_depthwise_fast_paths
 from supernets.mixed import use_folded_norms
+from supernets.native import use_native_kernels
 
 KERNELS: dict[str, Callable[[nn.Module, bool], None]] = {
     "depthwise": use_depthwise_fast_paths,
     "batchnorm": use_batchnorm_wide_view,
     "foldednorm": use_folded_norms,
-    "native": use_native_weight_grad,
+    "native": use_native_kernels,
 }
 
 

@@ -72,10 +72,10 @@ class DepthwiseConv2d(nn.Conv2d):
     kernel, one stride, padding and dilation), computed as above where it applies. Its
     parameters and state dict are ``nn.Conv2d``'s. ``even_grid`` (dilation 2, stride 2, even
     padding) and ``flipped_backward`` (the flipped-kernel input gradient, with the C kernel's
-    weight gradient when ``native_weight_grad``) tell which applies; :meth:`use_fast_paths`
+    weight gradient when ``native``) tell which applies; :meth:`use_fast_paths`
     switches them off, to run torch's convolution as it is."""
 
-    native_weight_grad = True
+    native = True
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int,
                  dilation: int = 1) -> None:
@@ -102,17 +102,8 @@ class DepthwiseConv2d(nn.Conv2d):
         stride, padding, dilation = self._settings(self.even_grid)
         if (self.flipped_backward and x.device.type == "cpu" and torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()):
-            return _DepthwiseFunction.apply(x, self.weight, padding, dilation,
-                                            self.native_weight_grad)
+            return _DepthwiseFunction.apply(x, self.weight, padding, dilation, self.native)
         return F.conv2d(x, self.weight, None, stride, padding, dilation, self.groups)
-
-
-def use_native_weight_grad(module: nn.Module, enabled: bool) -> None:
-    """Compute the weight gradients of ``module``'s depthwise convolutions with the C kernel
-    where it applies (``True``) or with torch's kernel throughout."""
-    for child in module.modules():
-        if isinstance(child, DepthwiseConv2d):
-            child.native_weight_grad = enabled
 
 
 def use_depthwise_fast_paths(module: nn.Module, enabled: bool) -> None:

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from supernets.avgpool import AvgPool
 from supernets.batchnorm import BatchNorm2d
 from supernets.depthwise import DepthwiseConv2d
 from supernets.errors import SpaceError
@@ -109,8 +110,7 @@ def _skip(c: int, stride: int, affine: bool) -> nn.Module:
 OPS: dict[str, OpFactory] = {
     "none": lambda c, stride, affine: Zero(stride),
     "max_pool_3x3": lambda c, stride, affine: MaxPool(3, stride, 1),
-    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(
-        3, stride=stride, padding=1, count_include_pad=False),
+    "avg_pool_3x3": lambda c, stride, affine: AvgPool(3, stride, 1, count_include_pad=False),
     "skip_connect": _skip,
     "sep_conv_3x3": lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine),
     "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine),

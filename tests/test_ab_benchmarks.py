@@ -73,7 +73,7 @@ def test_batchnorm_wide_view_switches_off_and_back_on(capsys) -> None:
 
 
 @pytest.mark.parametrize("kernel, switch", [("foldednorm", "fold_norms"),
-                                            ("native", "native_weight_grad")])
+                                            ("native", "native")])
 def test_folded_norms_and_native_gradients_switch_off_and_back_on(kernel: str, switch: str,
                                                                    capsys) -> None:
     args, setup = profile_darts_step.ab_setup(TINY, "t", rounds=1)

@@ -31,12 +31,13 @@ def saved_tensors(fn):
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_max_pool_matches_torch_with_ties_and_stores_no_indices(stride, channels_last):
+@pytest.mark.parametrize("channels", [3, 4])  # 4 channels-last doubles: the C kernels
+def test_max_pool_matches_torch_with_ties_and_stores_no_indices(stride, channels_last, channels):
     generator = torch.Generator().manual_seed(stride)
-    x = torch.randint(0, 3, (2, 3, 7, 7), generator=generator).double()  # many tied maxima
+    x = torch.randint(0, 3, (2, channels, 7, 7), generator=generator).double()  # many ties
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    grad_out = torch.randn(2, 3, 4 if stride == 2 else 7, 4 if stride == 2 else 7,
+    grad_out = torch.randn(2, channels, 4 if stride == 2 else 7, 4 if stride == 2 else 7,
                            generator=generator, dtype=torch.double)
     ours_in, torch_in = x.clone().requires_grad_(), x.clone().requires_grad_()
     ours, saved = saved_tensors(lambda: MaxPool(3, stride, 1)(ours_in))
@@ -45,7 +46,9 @@ def test_max_pool_matches_torch_with_ties_and_stores_no_indices(stride, channels
     reference.backward(grad_out)
     assert torch.equal(ours, reference)
     assert torch.equal(ours_in.grad, torch_in.grad)
-    assert [t.dtype for t in saved] == [torch.double]  # the input only, no int64 indices
+    # the input and the output (which the BatchNorm after it keeps anyway), no int64 indices
+    assert [t.dtype for t in saved] == [torch.double] * 2
+    assert saved[1].data_ptr() == ours.data_ptr()
 
 
 def test_max_pool_gradient_matches_finite_differences():

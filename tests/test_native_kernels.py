@@ -1,5 +1,6 @@
-"""The C kernels (supernets.native): the depthwise weight gradient equals torch's, and without a
-compiler (or switched off) torch's kernel runs instead, with the reason given once."""
+"""The C kernels (supernets.native): the depthwise weight gradient and the pools equal torch's,
+and without a compiler (or switched off) torch's kernels run instead, with the reason given
+once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import torch
 from torch import nn
 
 import supernets.native as native
+from supernets.avgpool import AvgPool
 from supernets.depthwise import DepthwiseConv2d
+from supernets.maxpool import MaxPool
+from supernets.native import pooling as native_pooling
+from supernets.native import use_native_kernels
 from supernets.native.depthwise import depthwise_weight_grad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +140,59 @@ def test_every_kernel_source_ships_with_the_package() -> None:
     sources = [p.relative_to(ROOT / "supernets").as_posix()
                for p in (ROOT / "supernets" / "native").glob("*.c")]
     assert sources and all(any(fnmatch.fnmatch(s, g) for g in globs) for s in sources)
+
+
+def _pool_pair(kind: str, stride: int, count_include_pad: bool = False):
+    if kind == "max":
+        return MaxPool(3, stride, 1), lambda t: nn.functional.max_pool2d(t, 3, stride, 1)
+    return (AvgPool(3, stride, 1, count_include_pad),
+            lambda t: nn.functional.avg_pool2d(t, 3, stride, 1, count_include_pad=count_include_pad))
+
+
+@pytest.mark.parametrize("kind, count_include_pad", [("max", False), ("avg", False), ("avg", True)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [7, 8])
+@pytest.mark.parametrize("channels, memory_format", [(8, torch.channels_last),  # the C kernels
+                                                     (3, torch.channels_last),  # torch's
+                                                     (8, torch.contiguous_format)])
+def test_pools_give_torchs_values_and_gradients(kind: str, count_include_pad: bool, stride: int,
+                                                size: int, channels: int,
+                                                memory_format: torch.memory_format) -> None:
+    generator = torch.Generator().manual_seed(size)
+    x = torch.randint(0, 3, (2, channels, size, size + 1), generator=generator).double()  # ties
+    x = x.contiguous(memory_format=memory_format).requires_grad_()
+    pool, reference = _pool_pair(kind, stride, count_include_pad)
+    out, expected = pool(x), reference(x)
+    upstream = torch.randn(out.shape, dtype=torch.float64, generator=generator)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(out, x, upstream)[0],
+                               torch.autograd.grad(expected, x, upstream)[0], rtol=0, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(pool(x), expected, rtol=0, atol=1e-12)
+
+
+def test_a_nan_window_passes_its_gradient_where_torchs_does() -> None:
+    x = torch.randn(1, 8, 5, 5, dtype=torch.float64)
+    x[0, 0, 2, 2] = x[0, 0, 2, 3] = float("nan")
+    x[0, 1, 1, 1] = float("nan")
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    out, expected = MaxPool(3, 1, 1)(x), nn.functional.max_pool2d(x, 3, 1, 1)
+    assert torch.equal(out.isnan(), expected.isnan()) and out.isnan().any()
+    upstream = torch.randn_like(expected)
+    torch.testing.assert_close(torch.autograd.grad(out, x, upstream)[0],
+                               torch.autograd.grad(expected, x, upstream)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pools_switched_off_or_without_the_library_run_torchs(kind: str, fresh_native,
+                                                              monkeypatch) -> None:
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    pool, reference = _pool_pair(kind, 1)
+    use_native_kernels(pool, False)
+    assert pool.native is False
+    torch.testing.assert_close(pool(x), reference(x))
+    use_native_kernels(pool, True)
+    monkeypatch.setenv(native.SWITCH, "0")
+    assert not native_pooling.applies(x)
+    torch.testing.assert_close(pool(x), reference(x))

@@ -22,9 +22,13 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import torch
+from torch import nn
+
 SOURCES = Path(__file__).resolve().parent
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 SWITCH = "ONESHOT_NATIVE_KERNELS"
+_LANES = {torch.float32: 8, torch.float64: 4}  # the kernels' vectors are 32 bytes
 
 _loaded: dict[str, ctypes.CDLL | None] = {}
 _reasons: dict[str, str] = {}
@@ -46,6 +50,27 @@ def library(name: str) -> ctypes.CDLL | None:
                           "CPU kernel runs instead, slower (set CC to a C compiler, or "
                           f"{SWITCH}=0 to silence this)", RuntimeWarning, stacklevel=2)
     return _loaded[name]
+
+
+def fills_vectors(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a float32 or float64 4-D CPU map whose channels fill whole vectors of
+    the kernels (8 floats or 4 doubles)."""
+    return (x.device.type == "cpu" and x.dim() == 4 and x.dtype in _LANES
+            and x.shape[1] % _LANES[x.dtype] == 0)
+
+
+def pointer(tensor: torch.Tensor) -> ctypes.c_void_p:
+    """The address of ``tensor``'s first element, for a kernel."""
+    return ctypes.c_void_p(tensor.data_ptr())
+
+
+def use_native_kernels(module: nn.Module, enabled: bool) -> None:
+    """Let every submodule of ``module`` that can use the C kernels (its class has a ``native``
+    attribute: the depthwise convolutions and the pools) use them (``True``) or keep torch's
+    kernels throughout, for comparisons."""
+    for child in module.modules():
+        if hasattr(type(child), "native"):
+            child.native = enabled
 
 
 def unavailable_reason(name: str) -> str | None:

@@ -6,17 +6,15 @@ import ctypes
 
 import torch
 
-from supernets.native import library
+from supernets.native import fills_vectors, library, pointer
 
 KERNEL_SIZES = (3, 5, 7)
-_LANES = {torch.float32: 8, torch.float64: 4}  # a 32-byte vector
 
 
 def applies(x: torch.Tensor, kernel_size: int) -> bool:
-    """Whether the C kernel takes this convolution: a CPU float32 or float64 4-D map whose
-    channels fill whole vectors, a kernel size of 3, 5 or 7."""
-    return (x.device.type == "cpu" and x.dim() == 4 and x.dtype in _LANES
-            and x.shape[1] % _LANES[x.dtype] == 0 and kernel_size in KERNEL_SIZES)
+    """Whether the C kernel takes this convolution: a map whose channels fill whole vectors
+    (:func:`~supernets.native.fills_vectors`), a kernel size of 3, 5 or 7."""
+    return fills_vectors(x) and kernel_size in KERNEL_SIZES
 
 
 def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel_size: int, stride: int,
@@ -35,8 +33,7 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel_size: int,
     threads = max(1, min(torch.get_num_threads(), n))
     parts = torch.zeros(threads, kernel_size, kernel_size, c, dtype=torch.float64)
     status = lib.depthwise_weight_grad(
-        ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(grad.data_ptr()),
-        ctypes.c_void_p(parts.data_ptr()), ctypes.c_int(x.dtype == torch.float64),
+        pointer(x), pointer(grad), pointer(parts), ctypes.c_int(x.dtype == torch.float64),
         *(ctypes.c_long(v) for v in (kernel_size, n, c, h, w, grad.shape[2], grad.shape[3],
                                      stride, padding, dilation, threads)))
     if status != 0:
