@@ -31,6 +31,7 @@ from supernets.batchnorm import use_batchnorm_wide_view
 from supernets.depthwise import use_depthwise_fast_paths
 from supernets.maxpool import MaxPool
 from supernets.mixed import MixedOp, set_relu_sharing
+from supernets.native import use_native_kernels
 from supernets.spaces import create_supernet
 
 
@@ -64,6 +65,7 @@ class OriginalDarts:
         _torch_max_pools(supernet)  # and max pooling stores its indices
         use_depthwise_fast_paths(supernet, False)  # and depthwise convolutions are torch's
         use_batchnorm_wide_view(supernet, False)  # and so are its BatchNorms
+        use_native_kernels(supernet, False)  # and its pools (no C kernels of ours)
         _original_mixing(supernet)  # and every edge computes its none candidate and sums
         self.model = supernet
         self.alphas = {label: (1e-3 * torch.randn(len(names))).requires_grad_()

@@ -47,6 +47,8 @@ def test_original_second_order_gradient_is_ours() -> None:
     assert depthwise and not any(m.flipped_backward or m.even_grid for m in depthwise)  # torch's
     norms = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
     assert norms and not any(m.wide_view for m in norms)  # torch's kernels throughout
+    natives = [m for m in model.modules() if hasattr(type(m), "native")]
+    assert natives and not any(m.native for m in natives)  # and none of our C kernels
 
 
 def test_original_edges_compute_none_and_mix_as_ours() -> None:
