@@ -26,6 +26,21 @@ static inline void window(long oh, long ow, long H, long W, long k, long s, long
     if (*w0 < 0) *w0 = 0;
 }
 
+/* The body once per window (oh, ow) of every image n, with its taps h0..h1, w0..w1; OpenMP
+   threads take whole images. ZEROED (an N x H x W x C map, or a null pointer) is zeroed image by
+   image first, while the image is about to be used. */
+#define FOR_EACH_WINDOW(ZEROED, ...)                                                          \
+    _Pragma("omp parallel for num_threads(threads)")                                           \
+    for (long n = 0; n < N; ++n) {                                                             \
+        if (ZEROED) memset((ZEROED) + n * H * W * C, 0, sizeof(*(ZEROED)) * H * W * C);        \
+        for (long oh = 0; oh < OH; ++oh)                                                       \
+        for (long ow = 0; ow < OW; ++ow) {                                                     \
+            long h0, h1, w0, w1;                                                               \
+            window(oh, ow, H, W, k, s, p, &h0, &h1, &w0, &w1);                                 \
+            __VA_ARGS__                                                                        \
+        }                                                                                      \
+    }
+
 #define DEFINE(T, LANES, LANE_MASK)                                                            \
 typedef T T##_vec __attribute__((vector_size(32)));                                           \
 typedef LANE_MASK T##_mask __attribute__((vector_size(32)));  /* what comparisons give */      \
@@ -38,12 +53,7 @@ static inline T##_vec T##_select(T##_mask m, T##_vec a, T##_vec b) {            
                                                                                                \
 void max_pool_forward_##T(const T *x, T *out, long N, long C, long H, long W, long OH,         \
                           long OW, long k, long s, long p, long threads) {                     \
-    _Pragma("omp parallel for num_threads(threads)")                                           \
-    for (long n = 0; n < N; ++n)                                                               \
-    for (long oh = 0; oh < OH; ++oh)                                                           \
-    for (long ow = 0; ow < OW; ++ow) {                                                         \
-        long h0, h1, w0, w1;                                                                   \
-        window(oh, ow, H, W, k, s, p, &h0, &h1, &w0, &w1);                                     \
+    FOR_EACH_WINDOW((T *)0,                                                                    \
         for (long cb = 0; cb < C; cb += LANES) {                                               \
             T##_vec best = {0};                                                                \
             best -= (T)__builtin_inf();                                                        \
@@ -53,8 +63,7 @@ void max_pool_forward_##T(const T *x, T *out, long N, long C, long H, long W, lo
                 best = T##_select((v > best) | (v != v), v, best);  /* NaN: the last one */    \
             }                                                                                  \
             T##_store(out + ((n * OH + oh) * OW + ow) * C + cb, best);                         \
-        }                                                                                      \
-    }                                                                                          \
+        })                                                                                     \
 }                                                                                              \
                                                                                                \
 /* Adds grad to gx in the lanes of `lanes` at the first tap (order +1: in scan order; -1: in  \
@@ -78,35 +87,22 @@ static inline void T##_give(const T *x, T *gx, T##_vec best, T##_vec grad, T##_m
 void max_pool_backward_##T(const T *x, const T *out, const T *g, T *gx, long N, long C,        \
                            long H, long W, long OH, long OW, long k, long s, long p,           \
                            long threads) {                                                     \
-    _Pragma("omp parallel for num_threads(threads)")                                           \
-    for (long n = 0; n < N; ++n) {                                                             \
-        memset(gx + n * H * W * C, 0, sizeof(T) * H * W * C);                                  \
-        for (long oh = 0; oh < OH; ++oh)                                                       \
-        for (long ow = 0; ow < OW; ++ow) {                                                     \
-            long h0, h1, w0, w1;                                                               \
-            window(oh, ow, H, W, k, s, p, &h0, &h1, &w0, &w1);                                 \
-            for (long cb = 0; cb < C; cb += LANES) {                                           \
-                const long at = ((n * OH + oh) * OW + ow) * C + cb;                            \
-                const T##_vec best = T##_load(out + at), grad = T##_load(g + at);              \
-                const T##_mask nan = best != best;                                             \
-                T##_give(x, gx, best, grad, ~nan, n * H, W, C, h0, h1, w0, w1, cb, 1);         \
-                int any_nan = 0;                                                               \
-                for (int l = 0; l < LANES; ++l) any_nan |= nan[l] != 0;                        \
-                if (any_nan)  /* torch gives a NaN window's gradient to its last NaN */        \
-                    T##_give(x, gx, best, grad, nan, n * H, W, C, h0, h1, w0, w1, cb, -1);     \
-            }                                                                                  \
-        }                                                                                      \
-    }                                                                                          \
+    FOR_EACH_WINDOW(gx,                                                                        \
+        for (long cb = 0; cb < C; cb += LANES) {                                               \
+            const long at = ((n * OH + oh) * OW + ow) * C + cb;                                \
+            const T##_vec best = T##_load(out + at), grad = T##_load(g + at);                  \
+            const T##_mask nan = best != best;                                                 \
+            T##_give(x, gx, best, grad, ~nan, n * H, W, C, h0, h1, w0, w1, cb, 1);             \
+            int any_nan = 0;                                                                   \
+            for (int l = 0; l < LANES; ++l) any_nan |= nan[l] != 0;                            \
+            if (any_nan)  /* torch gives a NaN window's gradient to its last NaN */            \
+                T##_give(x, gx, best, grad, nan, n * H, W, C, h0, h1, w0, w1, cb, -1);         \
+        })                                                                                     \
 }                                                                                              \
                                                                                                \
 void avg_pool_forward_##T(const T *x, T *out, long N, long C, long H, long W, long OH,         \
                           long OW, long k, long s, long p, int include_pad, long threads) {    \
-    _Pragma("omp parallel for num_threads(threads)")                                           \
-    for (long n = 0; n < N; ++n)                                                               \
-    for (long oh = 0; oh < OH; ++oh)                                                           \
-    for (long ow = 0; ow < OW; ++ow) {                                                         \
-        long h0, h1, w0, w1;                                                                   \
-        window(oh, ow, H, W, k, s, p, &h0, &h1, &w0, &w1);                                     \
+    FOR_EACH_WINDOW((T *)0,                                                                    \
         const T scale = (T)1 / (T)(include_pad ? k * k : (h1 - h0) * (w1 - w0));               \
         for (long cb = 0; cb < C; cb += LANES) {                                               \
             T##_vec sum = {0};                                                                 \
@@ -114,30 +110,21 @@ void avg_pool_forward_##T(const T *x, T *out, long N, long C, long H, long W, lo
             for (long iw = w0; iw < w1; ++iw)                                                  \
                 sum += T##_load(x + ((n * H + ih) * W + iw) * C + cb);                         \
             T##_store(out + ((n * OH + oh) * OW + ow) * C + cb, sum * scale);                  \
-        }                                                                                      \
-    }                                                                                          \
+        })                                                                                     \
 }                                                                                              \
                                                                                                \
 void avg_pool_backward_##T(const T *g, T *gx, long N, long C, long H, long W, long OH,         \
                            long OW, long k, long s, long p, int include_pad, long threads) {   \
-    _Pragma("omp parallel for num_threads(threads)")                                           \
-    for (long n = 0; n < N; ++n) {                                                             \
-        memset(gx + n * H * W * C, 0, sizeof(T) * H * W * C);                                  \
-        for (long oh = 0; oh < OH; ++oh)                                                       \
-        for (long ow = 0; ow < OW; ++ow) {                                                     \
-            long h0, h1, w0, w1;                                                               \
-            window(oh, ow, H, W, k, s, p, &h0, &h1, &w0, &w1);                                 \
-            const T scale = (T)1 / (T)(include_pad ? k * k : (h1 - h0) * (w1 - w0));           \
-            for (long cb = 0; cb < C; cb += LANES) {                                           \
-                const T##_vec share = T##_load(g + ((n * OH + oh) * OW + ow) * C + cb) * scale; \
-                for (long ih = h0; ih < h1; ++ih)                                              \
-                for (long iw = w0; iw < w1; ++iw) {                                            \
-                    T *target = gx + ((n * H + ih) * W + iw) * C + cb;                         \
-                    T##_store(target, T##_load(target) + share);                               \
-                }                                                                              \
+    FOR_EACH_WINDOW(gx,                                                                        \
+        const T scale = (T)1 / (T)(include_pad ? k * k : (h1 - h0) * (w1 - w0));               \
+        for (long cb = 0; cb < C; cb += LANES) {                                               \
+            const T##_vec share = T##_load(g + ((n * OH + oh) * OW + ow) * C + cb) * scale;    \
+            for (long ih = h0; ih < h1; ++ih)                                                  \
+            for (long iw = w0; iw < w1; ++iw) {                                                \
+                T *target = gx + ((n * H + ih) * W + iw) * C + cb;                             \
+                T##_store(target, T##_load(target) + share);                                   \
             }                                                                                  \
-        }                                                                                      \
-    }                                                                                          \
+        })                                                                                     \
 }
 
 DEFINE(float, 8, int32_t)

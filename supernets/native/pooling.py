@@ -66,7 +66,7 @@ def avg_pool_backward(grad: torch.Tensor, input_shape: torch.Size, kernel_size: 
                       padding: int, count_include_pad: bool) -> torch.Tensor:
     """The input gradient of :func:`avg_pool` of an input of ``input_shape``."""
     grad = grad.contiguous(memory_format=torch.channels_last)
-    grad_x = torch.empty(input_shape, dtype=grad.dtype, memory_format=torch.channels_last)
+    grad_x = torch.empty(input_shape, dtype=grad.dtype).contiguous(memory_format=torch.channels_last)
     _call("avg_pool_backward", grad_x, grad, [grad, grad_x], (kernel_size, stride, padding),
           (count_include_pad,))
     return grad_x
