@@ -95,7 +95,7 @@ def cache_dir() -> Path:
 
 def _build(name: str) -> Path:
     """The shared library of ``name``: from the cache, else compiled into it (atomically, so
-    that processes building at once each get a whole file)."""
+    that processes building at once each get a whole file), replacing older builds of it."""
     source = SOURCES / f"{name}.c"
     compiler = shlex.split(os.environ.get("CC", "cc"))
     key = hashlib.sha256(b"\0".join([source.read_bytes(), " ".join(compiler + list(FLAGS)).encode(),
@@ -113,6 +113,9 @@ def _build(name: str) -> Path:
             raise OSError(f"{compiler[0]} exited with {result.returncode}: "
                           f"{(result.stderr or result.stdout).strip() or 'no output'}")
         os.replace(partial, target)
+        for stale in target.parent.glob(f"{name}-*.so"):  # builds of older sources or flags
+            if stale != target:
+                stale.unlink(missing_ok=True)
     except FileNotFoundError as err:
         raise OSError(f"no C compiler '{compiler[0]}' ({err.strerror})") from None
     finally:
