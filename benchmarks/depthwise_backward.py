@@ -1,6 +1,8 @@
 """The depthwise convolutions of the DARTS candidates: forward, the input gradient torch
 computes against the flipped-kernel convolution :class:`supernets.depthwise.DepthwiseConv2d` runs,
-and torch's weight gradient (which the class keeps: only the undilated 3x3 one is fast).
+and torch's weight gradient against our C kernel's (:mod:`supernets.native.depthwise`, which the
+class runs for every kernel but the undilated 3x3, whose torch kernel is fast; "n/a" where the
+kernel does not apply or is not available).
 
 Per kernel (3x3, 5x5, dilated 3x3, dilated 5x5: the depthwise halves of sep_conv and dil_conv),
 the best of ``--repeats`` means of ``--calls`` calls, channels_last, on random tensors:
@@ -11,12 +13,15 @@ the best of ``--repeats`` means of ``--calls`` calls, channels_last, on random t
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import Callable
 
 import torch
 from torch.nn import functional as F
+
+from supernets.native.depthwise import depthwise_weight_grad
 
 KERNELS = ((3, 1), (5, 1), (3, 2), (5, 2))
 """(kernel size, dilation) of the depthwise convolutions in the DARTS space's candidates."""
@@ -36,8 +41,8 @@ def best_microseconds(call: Callable[[], object], calls: int, repeats: int) -> f
 
 
 def measure(batch: int, channels: int, size: int, calls: int, repeats: int) -> list[dict[str, float]]:
-    """Per kernel: forward, torch's input gradient, the flipped-kernel convolution and torch's
-    weight gradient (us)."""
+    """Per kernel: forward, torch's input gradient, the flipped-kernel convolution, torch's and
+    our C kernel's weight gradient (us; the last NaN where the C kernel does not run)."""
     rows = []
     generator = torch.Generator().manual_seed(0)
     for kernel, dilation in KERNELS:
@@ -62,6 +67,11 @@ def measure(batch: int, channels: int, size: int, calls: int, repeats: int) -> l
             "flipped_conv": best_microseconds(
                 lambda: F.conv2d(grad, flipped, None, 1, padding, dilation, channels), calls, repeats),
             "torch_weight_grad": best_microseconds(torch_backward(False), calls, repeats),
+            "native_weight_grad": (
+                best_microseconds(lambda: depthwise_weight_grad(grad, x, kernel, 1, padding, dilation),
+                                  calls, repeats)
+                if depthwise_weight_grad(grad, x, kernel, 1, padding, dilation) is not None
+                else float("nan")),
         })
     return rows
 
@@ -81,7 +91,8 @@ def main(argv: list[str]) -> None:
               f"{row['forward']:.0f} | torch's input gradient {row['torch_input_grad']:.0f} | "
               f"flipped-kernel convolution {row['flipped_conv']:.0f} "
               f"({row['torch_input_grad'] / row['flipped_conv']:.1f}x faster) | "
-              f"torch's weight gradient {row['torch_weight_grad']:.0f}")
+              f"torch's weight gradient {row['torch_weight_grad']:.0f} | ours "
+              f"{'n/a' if math.isnan(row['native_weight_grad']) else round(row['native_weight_grad'])}")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,8 @@ def test_benchmark_prints_one_row_per_kernel(capsys) -> None:
     assert [line.split(":")[0].strip() for line in lines[1:]] == [
         "3x3 dilation 1", "5x5 dilation 1", "3x3 dilation 2", "5x5 dilation 2"]
     assert all("faster) | torch's weight gradient " in line for line in lines[1:])
+    assert all(line.endswith("| ours n/a") for line in lines[1:])  # 3 channels: not a vector
+    depthwise_backward.main(["--batch", "2", "--channels", "8", "--size", "8", "--calls", "1",
+                             "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.split("| ours ")[-1].isdigit() for line in lines[1:])

@@ -5,6 +5,7 @@ once."""
 from __future__ import annotations
 
 import fnmatch
+import sys
 import tomllib
 from pathlib import Path
 
@@ -201,3 +202,14 @@ def test_pools_switched_off_or_without_the_library_run_torchs(kind: str, fresh_n
     monkeypatch.setenv(native.SWITCH, "0")
     assert not native_pooling.applies(x)
     torch.testing.assert_close(pool(x), reference(x))
+
+
+def test_the_pooling_benchmark_prints_both_pools(capsys) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pooling_kernels
+    pooling_kernels.main(["--batch", "2", "--channels", "8", "--size", "6", "--calls", "1",
+                          "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("pooling, batch 2, 8 channels, 6x6")
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["max 3x3", "average 3x3"]
+    assert all(line.count("->") == 2 for line in lines[1:])
