@@ -76,16 +76,26 @@ def measure(batch: int, channels: int, size: int, calls: int, repeats: int) -> l
     return rows
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def kernel_args(description: str, argv: list[str]) -> argparse.Namespace:
+    """The options of a kernel timing: map sizes, ``--calls``, ``--repeats``."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv)
-    print(f"depthwise, batch {args.batch}, {args.channels} channels, {args.size}x{args.size}, "
-          f"channels_last, {torch.get_num_threads()} threads (microseconds)")
+    return parser.parse_args(argv)
+
+
+def sizes_line(kind: str, args: argparse.Namespace) -> str:
+    """``kind, batch B, C channels, SxS, channels_last, T threads``."""
+    return (f"{kind}, batch {args.batch}, {args.channels} channels, {args.size}x{args.size}, "
+            f"channels_last, {torch.get_num_threads()} threads")
+
+
+def main(argv: list[str]) -> None:
+    args = kernel_args(__doc__, argv)
+    print(f"{sizes_line('depthwise', args)} (microseconds)")
     for row in measure(args.batch, args.channels, args.size, args.calls, args.repeats):
         print(f"  {row['kernel']}x{row['kernel']} dilation {row['dilation']}: forward "
               f"{row['forward']:.0f} | torch's input gradient {row['torch_input_grad']:.0f} | "

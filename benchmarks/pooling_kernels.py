@@ -12,14 +12,13 @@ keeps its indices; ours finds the maxima again.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Callable
 
 import torch
 from torch import nn
 
-from depthwise_backward import best_microseconds
+from depthwise_backward import best_microseconds, kernel_args, sizes_line
 from supernets.avgpool import AvgPool
 from supernets.maxpool import MaxPool
 
@@ -50,15 +49,8 @@ def measure(batch: int, channels: int, size: int, calls: int,
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--channels", type=int, default=16)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--calls", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv)
-    print(f"pooling, batch {args.batch}, {args.channels} channels, {args.size}x{args.size}, "
-          f"channels_last, {torch.get_num_threads()} threads (microseconds, torch's -> ours)")
+    args = kernel_args(__doc__, argv)
+    print(f"{sizes_line('pooling', args)} (microseconds, torch's -> ours)")
     for name, row in measure(args.batch, args.channels, args.size, args.calls,
                              args.repeats).items():
         print(f"  {name}: forward {row['torch_forward']:.0f} -> {row['ours_forward']:.0f} | "
