@@ -140,6 +140,13 @@ def test_a_compiled_kernel_is_reused_from_the_cache(fresh_native) -> None:
     assert built.stat().st_mtime_ns == stamp
 
 
+def test_a_cached_library_that_does_not_load_is_built_again(fresh_native) -> None:
+    built = native._build("pooling")  # compiled, not loaded: a process loads a path once
+    built.write_bytes(b"cut short")
+    assert native.library("pooling") is not None
+    assert built.stat().st_size > len(b"cut short")
+
+
 def test_every_kernel_source_ships_with_the_package() -> None:
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]["supernets"]

@@ -42,7 +42,7 @@ def library(name: str) -> ctypes.CDLL | None:
         return None
     if name not in _loaded:
         try:
-            _loaded[name] = ctypes.CDLL(str(_build(name)))
+            _loaded[name] = _load(name)
         except (OSError, subprocess.SubprocessError) as err:
             _loaded[name] = None
             _reasons[name] = " ".join(str(err).split())[:300] or repr(err)
@@ -83,6 +83,17 @@ def forget() -> None:
     (after ``CC`` or the switch changed)."""
     _loaded.clear()
     _reasons.clear()
+
+
+def _load(name: str) -> ctypes.CDLL:
+    """Load ``name``'s library; a cached file that does not load (cut short, say) is built
+    again once."""
+    path = _build(name)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return ctypes.CDLL(str(_build(name)))
 
 
 def cache_dir() -> Path:
