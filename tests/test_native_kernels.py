@@ -86,6 +86,8 @@ def test_what_the_kernel_does_not_take_is_left_to_torch(channels: int, kernel_si
                                                         dtype: torch.dtype) -> None:
     x = torch.zeros(2, channels, 6, 6, dtype=dtype)
     assert depthwise_weight_grad(torch.zeros_like(x), x, kernel_size, 1, 0, 1) is None
+    x = torch.zeros(2, 8, 6, 6)
+    assert depthwise_weight_grad(torch.zeros_like(x, dtype=torch.float64), x, 3, 1, 1, 1) is None
 
 
 def _module_gradients(channels: int) -> list[torch.Tensor]:

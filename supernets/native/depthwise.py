@@ -21,8 +21,9 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel_size: int,
                           padding: int, dilation: int) -> torch.Tensor | None:
     """The gradient of a square depthwise convolution's ``C x 1 x K x K`` weight, given its input
     ``x`` and output gradient ``grad``, on ``torch.get_num_threads()`` threads; None where the
-    kernel does not apply (:func:`applies`) or is not available (:mod:`supernets.native`)."""
-    if not applies(x, kernel_size):
+    kernel does not apply (:func:`applies`, ``grad`` of ``x``'s type) or is not available
+    (:mod:`supernets.native`)."""
+    if not applies(x, kernel_size) or grad.dtype != x.dtype or grad.dim() != 4:
         return None
     lib = library("depthwise_weight_grad")
     if lib is None:
