@@ -3,8 +3,8 @@
 torch's channels-last kernel works pixel by pixel: at 16 channels a 3x3 average pool took about
 nine times as long as a ReLU of the same map. :class:`AvgPool` is ``nn.AvgPool2d`` (square, no
 ceil mode, no divisor override) computed by the C kernels, forward and backward, where they
-apply (a channels-last float32 or float64 CPU map whose channels fill their vectors); elsewhere,
-and under ``torch.compile`` or with ``native`` off, it is ``nn.AvgPool2d`` itself. The backward
+apply (a channels-last float32 or float64 CPU map whose channels fill their vectors, no graph
+being recorded); elsewhere, and with ``native`` off, it is ``nn.AvgPool2d`` itself. The backward
 needs only the input's shape, so nothing is stored.
 """
 
@@ -46,7 +46,7 @@ class AvgPool(nn.AvgPool2d):
                          count_include_pad=count_include_pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.native or not pooling.applies(x) or torch.compiler.is_compiling():
+        if not self.native or not pooling.applies(x):
             return super().forward(x)
         options = (self.kernel_size, self.stride, self.padding, self.count_include_pad)
         if not (torch.is_grad_enabled() and x.requires_grad):

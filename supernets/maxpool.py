@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from supernets.native import pooling
+from supernets.native import capturing_a_graph, pooling
 
 
 class _MaxPoolFunction(torch.autograd.Function):
@@ -55,7 +55,8 @@ class MaxPool(nn.MaxPool2d):
     """``nn.MaxPool2d(kernel_size, stride, padding)`` (square, no dilation) that stores its input
     and output instead of the indices for the backward pass, computed by the C kernels where
     they apply and ``native`` is on (:func:`supernets.native.use_native_kernels`); plain
-    ``max_pool2d`` under ``torch.compile``, which plans its own memory."""
+    ``max_pool2d`` while a graph is recorded (``torch.compile``, which plans its own memory,
+    tracing, export)."""
 
     native = True
 
@@ -63,7 +64,7 @@ class MaxPool(nn.MaxPool2d):
         super().__init__(kernel_size, stride=stride, padding=padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():
+        if capturing_a_graph():
             return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
         native = self.native and pooling.applies(x)
         if not (torch.is_grad_enabled() and x.requires_grad):

@@ -222,3 +222,14 @@ def test_the_pooling_benchmark_prints_both_pools(capsys) -> None:
     assert lines[0].startswith("pooling, batch 2, 8 channels, 6x6")
     assert [line.split(":")[0].strip() for line in lines[1:]] == ["max 3x3", "average 3x3"]
     assert all(line.count("->") == 2 for line in lines[1:])
+
+
+def test_a_traced_or_exported_pool_is_torchs_operator() -> None:
+    pools = nn.Sequential(MaxPool(3, 1, 1), AvgPool(3, 2, 1, count_include_pad=False)).eval()
+    x, other = (torch.randn(2, 8, size, size).contiguous(memory_format=torch.channels_last)
+                for size in (8, 6))
+    traced = torch.jit.trace(pools, x)
+    torch.testing.assert_close(traced(other), pools(other))
+    program = torch.export.export(pools, (x,))  # static shapes: checked on another batch
+    fresh = torch.randn(x.shape).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(program.module()(fresh), pools(fresh))

@@ -59,6 +59,14 @@ def fills_vectors(x: torch.Tensor) -> bool:
             and x.shape[1] % _LANES[x.dtype] == 0)
 
 
+def capturing_a_graph() -> bool:
+    """Whether torch is recording a graph (``torch.jit.trace`` or ``script``, ``torch.compile``,
+    ``torch.export``): a kernel called through ctypes would not be in it, so callers run
+    torch's."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.compiler.is_compiling())
+
+
 def pointer(tensor: torch.Tensor) -> ctypes.c_void_p:
     """The address of ``tensor``'s first element, for a kernel."""
     return ctypes.c_void_p(tensor.data_ptr())

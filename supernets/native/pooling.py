@@ -6,14 +6,15 @@ import ctypes
 
 import torch
 
-from supernets.native import fills_vectors, library, pointer
+from supernets.native import capturing_a_graph, fills_vectors, library, pointer
 
 
 def applies(x: torch.Tensor) -> bool:
     """Whether the C kernels take ``x`` (a channels-last float32 or float64 CPU map whose
-    channels fill whole vectors: :func:`~supernets.native.fills_vectors`) and are available."""
+    channels fill whole vectors: :func:`~supernets.native.fills_vectors`), are available, and
+    no graph is being recorded (:func:`~supernets.native.capturing_a_graph`)."""
     return (fills_vectors(x) and x.is_contiguous(memory_format=torch.channels_last)
-            and library("pooling") is not None)
+            and not capturing_a_graph() and library("pooling") is not None)
 
 
 def _output(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
