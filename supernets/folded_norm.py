@@ -34,6 +34,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from supernets.batchnorm import BatchNorm2d, FoldSlot, batch_norm_backward
+from supernets.memory_format import memory_format_of
 
 
 def attach_fold_slot(op: nn.Module, slot: FoldSlot) -> bool:
@@ -74,13 +75,6 @@ def folded_weighted_sum(weights: torch.Tensor, terms: Sequence[Term]) -> torch.T
                             *(t.output for t in terms), *statistics)
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    """Channels-last for a channels-last map (not also contiguous), else contiguous."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def _channel_view(row: torch.Tensor) -> torch.Tensor:
     return row.view(1, -1, 1, 1)
 
@@ -118,7 +112,7 @@ class _FoldedSum(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         weights, *tensors = ctx.saved_tensors
         outputs, statistics = tensors[:len(ctx.indices)], tensors[len(ctx.indices):]
-        grad = grad.contiguous(memory_format=_memory_format(outputs[0]))  # not a channel slice
+        grad = grad.contiguous(memory_format=memory_format_of(outputs[0]))  # not a channel slice
         grad_weights = torch.zeros_like(weights) if ctx.needs_input_grad[0] else None
         grads: list[torch.Tensor | None] = []
         for t, (index, output, option) in enumerate(zip(ctx.indices, outputs, ctx.options)):

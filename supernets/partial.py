@@ -21,6 +21,7 @@ from torch import nn
 
 from supernets.choices import OpChoice, building_fixed_network
 from supernets.errors import SpaceError
+from supernets.memory_format import memory_format_of
 from supernets.mixed import ArchRow, SparseRow
 
 
@@ -29,9 +30,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     ``i * groups + g``."""
     b, c, h, w = x.shape
     shuffled = x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return shuffled.contiguous(memory_format=torch.channels_last)
-    return shuffled
+    return shuffled.contiguous(memory_format=memory_format_of(x))
 
 
 def row_total(row: ArchRow) -> torch.Tensor:
@@ -66,7 +65,9 @@ class PartialChannels(nn.Module):
     def forward(self, x: torch.Tensor, row: ArchRow | None = None) -> torch.Tensor:
         row = self.choice.row() if row is None else row
         mixed_channels = x.shape[1] // self.groups
-        mixed = self.choice(x[:, :mixed_channels], row)
+        # a copy of the mixed channels, laid out as x, so that its candidates read whole maps
+        part = x[:, :mixed_channels].contiguous(memory_format=memory_format_of(x))
+        mixed = self.choice(part, row)
         bypass = self.bypass(x[:, mixed_channels:]) * row_total(row)
         return channel_shuffle(torch.cat([mixed, bypass], dim=1), self.groups)
 
