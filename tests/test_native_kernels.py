@@ -13,13 +13,20 @@ import pytest
 import torch
 from torch import nn
 
+import supernets.depthwise as depthwise_module
+import supernets.mixed as mixed
 import supernets.native as native
+from conftest import compose_search
+from oneshot.train import train
 from supernets.avgpool import AvgPool
 from supernets.depthwise import DepthwiseConv2d
+from supernets.genotype_file import load_genotype_file
 from supernets.maxpool import MaxPool
 from supernets.native import pooling as native_pooling
 from supernets.native import use_native_kernels
 from supernets.native.depthwise import depthwise_weight_grad
+from supernets.spaces import get_space
+from test_algorithm_spaces import ALGORITHM_TINY, DECLARED, NO_SPACE, SPACE_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -233,3 +240,34 @@ def test_a_traced_or_exported_pool_is_torchs_operator() -> None:
     program = torch.export.export(pools, (x,))  # static shapes: checked on another batch
     fresh = torch.randn(x.shape).contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(program.module()(fresh), pools(fresh))
+
+
+KERNEL_PAIRS = [(a, s) for a, s in DECLARED if s in ("darts", "nb201")]
+
+
+@pytest.mark.parametrize("algorithm, space", KERNEL_PAIRS)
+def test_every_algorithm_searches_with_folded_norms_and_the_c_kernels(algorithm: str, space: str,
+                                                                     tmp_path, monkeypatch) -> None:
+    """8 channels: maps whose channels fill the kernels' vectors (the tiny spaces have 4)."""
+    ran = {"folded sums": 0, "C kernels": 0}
+
+    def counting(key: str, function):
+        def counted(*args, **kwargs):
+            result = function(*args, **kwargs)
+            ran[key] += result is not None  # the depthwise kernel answers None where it cannot
+            return result
+        return counted
+
+    monkeypatch.setattr(mixed, "folded_weighted_sum",
+                        counting("folded sums", mixed.folded_weighted_sum))
+    for module, name in ((native_pooling, "max_pool"), (native_pooling, "avg_pool"),
+                         (depthwise_module, "depthwise_weight_grad")):
+        monkeypatch.setattr(module, name, counting("C kernels", getattr(module, name)))
+    channels = [o.replace("space.channels=4", "space.channels=8") for o in SPACE_TINY[space]]
+    result = train(compose_search(f"run_dir={tmp_path}", f"algorithm={algorithm}", *channels,
+                                  *ALGORITHM_TINY.get(algorithm, ()), "trainer.max_epochs=1",
+                                  "trainer.limit_train_batches=1", base=NO_SPACE))
+    assert ran["folded sums"] > 0 and ran["C kernels"] > 0
+    document = load_genotype_file(tmp_path / "genotype.json")
+    assert document.meta["algorithm"] == algorithm
+    assert get_space(space).genotype_from_dict(document.genotype) == result["genotype"]
