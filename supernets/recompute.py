@@ -42,7 +42,8 @@ def check_recompute(recompute: object) -> str:
     """``recompute`` if it is one of :data:`RECOMPUTE_MODES`, else a :class:`SpaceError`."""
     if recompute not in RECOMPUTE_MODES:
         raise SpaceError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)} (none: store "
-                         f"every activation; each next one stores less), got {recompute!r}")
+                         "every activation; the others recompute the convolutions, every edge or "
+                         f"every cell in backward), got {recompute!r}")
     return str(recompute)
 
 
